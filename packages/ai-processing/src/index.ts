@@ -1,0 +1,2 @@
+export * as AiProcessingGateway from "./AiProcessingGateway.js"
+export * as ResponseCache from "./ResponseCache.js"

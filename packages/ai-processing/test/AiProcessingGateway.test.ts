@@ -1,0 +1,190 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Chunk, Duration, Effect, Fiber, Layer, Ref, Stream, TestClock } from "effect"
+import type { Config } from "@tidyllm/core"
+import { AiProcessingGateway, ResponseCache } from "@tidyllm/ai-processing"
+import { ctx, make as makeGw1, ok, providerError, scripted } from "../../corporate-llm/test/harness.js"
+import type { LlmProvider } from "@tidyllm/corporate-llm"
+
+const aiSettings = (over: Partial<Config.AiProcessingSettings> = {}): Config.AiProcessingSettings => ({
+  enable_caching: true, cache_dir: ".bedrock_cache", cache_ttl_seconds: 60, max_retries: 2, retry_delay_base: 0.1,
+  timeout_seconds: 5, fallback_backends: [], ...over
+})
+
+const make = (providers: ReadonlyArray<LlmProvider.LlmProvider>, over: Partial<Config.AiProcessingSettings> = {}, gw1: Partial<Config.CorporateLlmSettings> = {}) =>
+  Effect.gen(function*() {
+    const base = yield* makeGw1({ default_provider: "p1", ...gw1 }, providers)
+    const cache = yield* ResponseCache.makeMemory
+    const gateway = yield* Effect.provide(AiProcessingGateway.AiProcessingGateway, AiProcessingGateway.layer.pipe(Layer.provide(Layer.mergeAll(
+      base.layer, Layer.succeed(AiProcessingGateway.Settings, aiSettings(over)), Layer.succeed(ResponseCache.ResponseCache, cache)
+    ))))
+    return { ...base, gateway }
+  })
+
+/** Runs an effect that sleeps (backoff) under the TestClock, advancing time until it completes. */
+const runWithClock = <A, E>(self: Effect.Effect<A, E>) =>
+  Effect.gen(function*() {
+    const fiber = yield* Effect.fork(self)
+    for (let i = 0; i < 50; i++) yield* TestClock.adjust(Duration.seconds(1))
+    return yield* Fiber.join(fiber)
+  })
+
+const req = { prompt: "What is VaR?", reason: "risk report", model: "claude-3-haiku", temperature: 0.2 }
+
+describe("AiProcessingGateway", () => {
+  it.effect("the second identical request is a cache hit: no provider call, audited as a hit, zero cost", () =>
+    Effect.gen(function*() {
+      const { provider, calls } = yield* scripted("p1", () => Effect.succeed(ok("VaR is value at risk")))
+      const { gateway, rows } = yield* make([provider])
+      const first = yield* gateway.process(req, ctx("a"))
+      expect(first.metadata).toMatchObject({ cache_hit: false, backend_used: "p1", attempts: 1 })
+      // A different user, reason and metadata do not change the answer, so they hit the same entry.
+      const second = yield* gateway.process({ ...req, reason: "again", user_id: "bob", metadata: { x: 1 } }, ctx("b"))
+      expect(second.metadata).toMatchObject({ cache_hit: true, cost_usd: "0.000000000" })
+      expect(second.data?.response).toBe("VaR is value at risk")
+      expect(yield* Ref.get(calls)).toBe(1)
+      const audit = yield* Ref.get(rows)
+      expect(audit.map((r) => r.status)).toEqual(["success", "cache_hit"])
+      expect(audit[1]?.id).toBe(second.metadata.audit_id)
+    }))
+
+  it.effect("a different temperature, model or prompt is a miss", () =>
+    Effect.gen(function*() {
+      const { provider, calls } = yield* scripted("p1", () => Effect.succeed(ok()))
+      const { gateway } = yield* make([provider])
+      yield* gateway.process(req, ctx())
+      yield* gateway.process({ ...req, temperature: 0.3 }, ctx())
+      yield* gateway.process({ ...req, model: "claude-3-sonnet" }, ctx())
+      yield* gateway.process({ ...req, prompt: "What is CVaR?" }, ctx())
+      yield* gateway.process({ ...req, max_tokens: 17 }, ctx())
+      expect(yield* Ref.get(calls)).toBe(5)
+      // An alias and the provider model id of the same model share the entry.
+      yield* gateway.process({ ...req, model: "anthropic.claude-3-haiku-20240307-v1:0" }, ctx())
+      expect(yield* Ref.get(calls)).toBe(5)
+    }))
+
+  it.effect("entries expire after cache_ttl_seconds (TestClock)", () =>
+    Effect.gen(function*() {
+      const { provider, calls } = yield* scripted("p1", () => Effect.succeed(ok()))
+      const { gateway } = yield* make([provider], { cache_ttl_seconds: 60 })
+      yield* gateway.process(req, ctx())
+      yield* TestClock.adjust(Duration.seconds(59))
+      expect((yield* gateway.process(req, ctx())).metadata.cache_hit).toBe(true)
+      yield* TestClock.adjust(Duration.seconds(2))
+      expect((yield* gateway.process(req, ctx())).metadata.cache_hit).toBe(false)
+      expect(yield* Ref.get(calls)).toBe(2)
+    }))
+
+  it.effect("use_cache: false and enable_caching: false bypass the cache", () =>
+    Effect.gen(function*() {
+      const { provider, calls } = yield* scripted("p1", () => Effect.succeed(ok()))
+      const { gateway } = yield* make([provider])
+      yield* gateway.process(req, ctx())
+      yield* gateway.process({ ...req, use_cache: false }, ctx())
+      const off = yield* make([provider], { enable_caching: false })
+      yield* off.gateway.process(req, ctx())
+      yield* off.gateway.process(req, ctx())
+      expect(yield* Ref.get(calls)).toBe(4)
+    }))
+
+  it.effect("retryable failures are retried with backoff, then succeed", () =>
+    Effect.gen(function*() {
+      const { provider, calls } = yield* scripted("p1", (n) => (n < 3 ? Effect.fail(providerError("throttled")) : Effect.succeed(ok())))
+      const { gateway, rows } = yield* make([provider])
+      const response = yield* runWithClock(gateway.process(req, ctx()))
+      expect(response.metadata).toMatchObject({ backend_used: "p1", attempts: 3, cache_hit: false })
+      expect(yield* Ref.get(calls)).toBe(3)
+      expect((yield* Ref.get(rows)).map((r) => [r.status, r.attempt])).toEqual([["error", 1], ["error", 2], ["success", 3]])
+    }))
+
+  it.effect("backoff waits grow exponentially: nothing is retried before the base delay", () =>
+    Effect.gen(function*() {
+      const { provider, calls } = yield* scripted("p1", (n) => (n < 2 ? Effect.fail(providerError("server")) : Effect.succeed(ok())))
+      const { gateway } = yield* make([provider], { retry_delay_base: 10 })
+      const fiber = yield* Effect.fork(gateway.process(req, ctx()))
+      yield* TestClock.adjust(Duration.seconds(4))
+      expect(yield* Ref.get(calls)).toBe(1)
+      yield* TestClock.adjust(Duration.seconds(7))
+      yield* Fiber.join(fiber)
+      expect(yield* Ref.get(calls)).toBe(2)
+    }))
+
+  it.effect("a validation error is not retried; the fallback backend answers and backend_used says so", () =>
+    Effect.gen(function*() {
+      const p1 = yield* scripted("p1", () => Effect.fail(providerError("validation")))
+      const p2 = yield* scripted("p2", () => Effect.succeed(ok("from p2")))
+      const { gateway } = yield* make([p1.provider, p2.provider], { fallback_backends: ["p2"] })
+      const response = yield* runWithClock(gateway.process(req, ctx()))
+      expect(response.metadata).toMatchObject({ backend_used: "p2", attempts: 2 })
+      expect(response.data?.response).toBe("from p2")
+      expect(yield* Ref.get(p1.calls)).toBe(1)
+    }))
+
+  it.effect("a request's own fallback list is used in order", () =>
+    Effect.gen(function*() {
+      const p1 = yield* scripted("p1", () => Effect.fail(providerError("server")))
+      const p2 = yield* scripted("p2", () => Effect.succeed(ok("p2")))
+      const { gateway } = yield* make([p1.provider, p2.provider], { max_retries: 0 })
+      const response = yield* gateway.process({ ...req, backend: "p1", fallback_backends: ["p2"] }, ctx())
+      expect(response.metadata.backend_used).toBe("p2")
+    }))
+
+  it.effect("every backend failing gives AllBackendsFailed listing each attempt", () =>
+    Effect.gen(function*() {
+      const p1 = yield* scripted("p1", () => Effect.fail(providerError("server")))
+      const p2 = yield* scripted("p2", () => Effect.fail(providerError("throttled", "p2")))
+      const { gateway, rows, ledger } = yield* make([p1.provider, p2.provider], { fallback_backends: ["p2"], max_retries: 1 })
+      const error = yield* Effect.flip(runWithClock(gateway.process(req, ctx())))
+      expect(error._tag).toBe("AllBackendsFailed")
+      if (error._tag !== "AllBackendsFailed") return
+      expect(error.status).toBe(502)
+      expect(error.attempts.map((a) => [a.backend, a.attempt, a.kind])).toEqual([["p1", 1, "server"], ["p1", 2, "server"], ["p2", 3, "throttled"], ["p2", 4, "throttled"]])
+      expect(yield* Ref.get(rows)).toHaveLength(4)
+      expect(yield* ledger.openReservations).toBe(0)
+    }))
+
+  it.effect("policy and budget rejections are not retried or failed over", () =>
+    Effect.gen(function*() {
+      const p1 = yield* scripted("p1", () => Effect.succeed(ok()))
+      const p2 = yield* scripted("p2", () => Effect.succeed(ok()))
+      const { gateway } = yield* make([p1.provider, p2.provider], { fallback_backends: ["p2"] }, { max_cost_per_request_usd: 0 })
+      const error = yield* Effect.flip(gateway.process(req, ctx()))
+      expect(error._tag).toBe("CostCapExceeded")
+      expect((yield* Ref.get(p1.calls)) + (yield* Ref.get(p2.calls))).toBe(0)
+    }))
+
+  it.effect("a slow backend times out per attempt and the next backend answers", () =>
+    Effect.gen(function*() {
+      const p1 = yield* scripted("p1", () => Effect.sleep(Duration.minutes(5)).pipe(Effect.as(ok("late"))))
+      const p2 = yield* scripted("p2", () => Effect.succeed(ok("p2 in time")))
+      const { gateway, rows } = yield* make([p1.provider, p2.provider], { fallback_backends: ["p2"], max_retries: 0, timeout_seconds: 2 })
+      const response = yield* runWithClock(gateway.process(req, ctx()))
+      expect(response.metadata.backend_used).toBe("p2")
+      expect((yield* Ref.get(rows))[0]).toMatchObject({ status: "error", error_type: "upstream_error:timeout" })
+    }))
+
+  describe("streams", () => {
+    const streamOf = (text: string): Stream.Stream<LlmProvider.StreamEvent, never> =>
+      Stream.make(
+        { _tag: "TextDelta" as const, text },
+        { _tag: "Usage" as const, usage: { input_tokens: 5, output_tokens: 2 } },
+        { _tag: "Finish" as const, finish_reason: "stop" }
+      )
+
+    it.effect("fails over before the first token; Done carries backend_used and attempts; then served from cache", () =>
+      Effect.gen(function*() {
+        const p1 = yield* scripted("p1", () => Effect.succeed(ok()), () => Stream.fail(providerError("server")))
+        const p2 = yield* scripted("p2", () => Effect.succeed(ok()), () => streamOf("streamed"))
+        const { gateway, rows, ledger } = yield* make([p1.provider, p2.provider], { fallback_backends: ["p2"], max_retries: 0 })
+        const events = Chunk.toReadonlyArray(yield* Stream.runCollect(gateway.processStream(req, ctx())))
+        expect(events.filter((e) => e._tag === "Delta").map((e) => (e._tag === "Delta" ? e.text : ""))).toEqual(["streamed"])
+        const done = events.at(-1)
+        expect(done?._tag === "Done" && done.response.metadata).toMatchObject({ backend_used: "p2", attempts: 2, cache_hit: false })
+        expect((yield* Ref.get(rows)).map((r) => r.status)).toEqual(["error", "success"])
+        expect(yield* ledger.openReservations).toBe(0)
+        const again = Chunk.toReadonlyArray(yield* Stream.runCollect(gateway.processStream(req, ctx())))
+        expect(again[0]).toEqual({ _tag: "Delta", text: "streamed" })
+        expect(again.at(-1)?._tag === "Done" && again.at(-1)).toMatchObject({ response: { metadata: { cache_hit: true } } })
+        expect(yield* Ref.get(p2.calls)).toBe(1)
+      }))
+  })
+})

@@ -1,0 +1,107 @@
+/**
+ * The configuration schema (`tidyllm.yaml` + environment). The app reads and merges the
+ * sources; this module only says what is valid. Names follow the original build guide.
+ */
+import { Schema } from "effect"
+import { ModelEntry } from "./ModelCatalog.js"
+
+const PositiveNumber = Schema.Number.pipe(Schema.finite(), Schema.positive())
+const NonNegativeNumber = Schema.Number.pipe(Schema.finite(), Schema.nonNegative())
+const NonNegativeInt = Schema.Int.pipe(Schema.nonNegative())
+const Name = Schema.String.pipe(Schema.minLength(1))
+const dflt = <A, I>(s: Schema.Schema<A, I>, value: () => NoInfer<A>) => Schema.optionalWith(s, { default: value })
+
+/** How much of the prompt an audit row keeps. */
+export const AuditLevel = Schema.Literal("full", "redacted", "hash")
+export type AuditLevel = typeof AuditLevel.Type
+
+/** Settings of gateway #1. */
+export const CorporateLlmSettings = Schema.Struct({
+  default_provider: dflt(Name, () => "mock"),
+  fallback_provider: Schema.optional(Name),
+  budget_limit_daily_usd: dflt(NonNegativeNumber, () => 100),
+  max_cost_per_request_usd: dflt(NonNegativeNumber, () => 5),
+  audit_level: dflt(AuditLevel, () => "redacted" as const),
+  audit_durability: dflt(Schema.Literal("sync", "buffered"), () => "sync" as const),
+  require_reason: dflt(Schema.Boolean, () => true),
+  /** `max_tokens` used (for the estimate and the call) when a request gives none. */
+  default_max_tokens: dflt(Schema.Int.pipe(Schema.positive()), () => 1024),
+  /** Model used when a request names none. */
+  default_model: dflt(Name, () => "claude-3-haiku"),
+  /** How long a reservation may stay open before the reaper releases it (crashed replica). */
+  reservation_ttl_seconds: dflt(PositiveNumber, () => 900)
+})
+export type CorporateLlmSettings = typeof CorporateLlmSettings.Type
+
+/** Settings of gateway #2. */
+export const AiProcessingSettings = Schema.Struct({
+  enable_caching: dflt(Schema.Boolean, () => true),
+  cache_dir: dflt(Name, () => ".bedrock_cache"),
+  cache_ttl_seconds: dflt(NonNegativeNumber, () => 3600),
+  max_retries: dflt(NonNegativeInt, () => 3),
+  /** Base of the exponential backoff, in seconds. */
+  retry_delay_base: dflt(NonNegativeNumber, () => 1),
+  /** Per-attempt timeout, in seconds. */
+  timeout_seconds: dflt(PositiveNumber, () => 30),
+  /** Backends tried after the first, in order, when a request's backend is `auto`. */
+  fallback_backends: dflt(Schema.Array(Name), () => [])
+})
+export type AiProcessingSettings = typeof AiProcessingSettings.Type
+
+/** Bedrock provider settings; credentials fall back to the AWS SDK's default chain. */
+export const BedrockSettings = Schema.Struct({
+  region: dflt(Name, () => "us-east-1"),
+  endpoint: Schema.optional(Name),
+  access_key_id: Schema.optional(Schema.Redacted(Schema.String)),
+  secret_access_key: Schema.optional(Schema.Redacted(Schema.String)),
+  session_token: Schema.optional(Schema.Redacted(Schema.String))
+})
+export type BedrockSettings = typeof BedrockSettings.Type
+
+/** Mock provider settings. */
+export const MockSettings = Schema.Struct({
+  /** Simulated latency per call, in milliseconds. */
+  latency_ms: dflt(NonNegativeNumber, () => 0)
+})
+
+/** Provider sections. */
+export const ProvidersSettings = Schema.Struct({
+  bedrock: Schema.optional(BedrockSettings),
+  mock: dflt(MockSettings, () => ({ latency_ms: 0 }))
+})
+export type ProvidersSettings = typeof ProvidersSettings.Type
+
+/** Where data lives. */
+export const StorageSettings = Schema.Struct({
+  /** Postgres URL; without it the data lives in embedded PGlite under `data_dir`. */
+  database_url: Schema.optional(Schema.Redacted(Schema.String)),
+  data_dir: dflt(Name, () => ".tidyllm"),
+  /** Response cache backend. */
+  cache: dflt(Schema.Literal("file", "memory"), () => "file" as const),
+  /** Postgres connection pool size. */
+  pool_size: dflt(Schema.Int.pipe(Schema.between(1, 200)), () => 10)
+})
+export type StorageSettings = typeof StorageSettings.Type
+
+/** HTTP server settings. */
+export const ServerSettings = Schema.Struct({
+  host: dflt(Name, () => "127.0.0.1"),
+  port: dflt(Schema.Int.pipe(Schema.between(0, 65535)), () => 8080),
+  /** Largest request body accepted, in bytes. */
+  max_body_bytes: dflt(Schema.Int.pipe(Schema.positive()), () => 1_048_576)
+})
+export type ServerSettings = typeof ServerSettings.Type
+
+/** The whole configuration. */
+export const GatewayConfig = Schema.Struct({
+  corporate_llm: dflt(CorporateLlmSettings, () => Schema.decodeSync(CorporateLlmSettings)({})),
+  ai_processing: dflt(AiProcessingSettings, () => Schema.decodeSync(AiProcessingSettings)({})),
+  workflow_optimizer: dflt(Schema.Record({ key: Schema.String, value: Schema.Unknown }), () => ({})),
+  providers: dflt(ProvidersSettings, () => Schema.decodeSync(ProvidersSettings)({})),
+  /** Catalog entries added to (or replacing, by id) the built-in Bedrock catalog. */
+  models: dflt(Schema.Array(ModelEntry), () => []),
+  storage: dflt(StorageSettings, () => Schema.decodeSync(StorageSettings)({})),
+  server: dflt(ServerSettings, () => Schema.decodeSync(ServerSettings)({}))
+})
+export type GatewayConfig = typeof GatewayConfig.Type
+export type GatewayConfigInput = typeof GatewayConfig.Encoded

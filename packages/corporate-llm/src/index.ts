@@ -1,0 +1,6 @@
+export * as AuditLog from "./AuditLog.js"
+export * as BudgetLedger from "./BudgetLedger.js"
+export * as CorporateLlmGateway from "./CorporateLlmGateway.js"
+export * as LlmProvider from "./LlmProvider.js"
+export * as LlmProviders from "./LlmProviders.js"
+export * as MockProvider from "./MockProvider.js"

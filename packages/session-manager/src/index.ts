@@ -1,0 +1,1 @@
+export * as ObjectStore from "./ObjectStore.js"

@@ -1,0 +1,2 @@
+// Gateway #3 (WorkflowOptimizerGateway) arrives with issue #3.
+export {}
