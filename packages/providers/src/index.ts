@@ -1,0 +1,2 @@
+export * as BedrockProvider from "./BedrockProvider.js"
+export { MockProvider } from "@tidyllm/corporate-llm"
