@@ -3,7 +3,7 @@
  * case, reserves the worst case against the budgets, calls the provider, settles with the real
  * usage, and writes exactly one audit row whatever the outcome.
  */
-import { Cause, Clock, Context, Effect, Exit, FiberId, Layer, Option, Ref, Stream } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Exit, FiberId, Layer, Option, Ref, Schedule, Stream } from "effect"
 import { Caller, Errors, Ids, LlmRequest, ModelCatalog, Money } from "@tidyllm/core"
 import type { Config, Usage } from "@tidyllm/core"
 import * as AuditLog from "./AuditLog.js"
@@ -272,13 +272,14 @@ export const make = Effect.gen(function*() {
     const auditId = Ids.randomUuid()
     return yield* Effect.uninterruptibleMask((restore) =>
       Effect.gen(function*() {
-        const { admitted, reservation } = yield* restore(admitAndReserve(request, options, auditId, started))
+        // Admission is not interruptible: a reservation that commits is always seen, and settled below.
+        const { admitted, reservation } = yield* admitAndReserve(request, options, auditId, started)
         const exit = yield* Effect.exit(restore(withTimeout(admitted.provider.complete(admitted.call), admitted, options)))
         const now = yield* Clock.currentTimeMillis
         if (Exit.isSuccess(exit)) {
           const completion = exit.value
           const cost = ModelCatalog.cost(admitted.call.model, completion.usage)
-          yield* ledger.settle(reservation, cost).pipe(Effect.ensuring(Effect.void))
+          yield* ledger.settle(reservation, cost)
           yield* writeAudit(auditId, request, options, admitted.reason, started, {
             status: "success", provider: admitted.provider.name, model: admitted.call.model.id, usage: completion.usage, cost
           })
@@ -302,7 +303,7 @@ export const make = Effect.gen(function*() {
     Stream.unwrapScoped(Effect.gen(function*() {
       const started = yield* Clock.currentTimeMillis
       const auditId = Ids.randomUuid()
-      const { admitted, reservation } = yield* admitAndReserve(request, options, auditId, started)
+      const { admitted, reservation } = yield* Effect.uninterruptible(admitAndReserve(request, options, auditId, started))
       const delivered = yield* Ref.make({ chars: 0, usage: Option.none<Usage.TokenUsage>(), finish: "stop" })
       const finished = yield* Ref.make(false)
       // Settles and audits every ending that is not a clean finish (error, cancel, client gone).
@@ -405,8 +406,24 @@ export const make = Effect.gen(function*() {
   })
 })
 
-/** Gateway #1 as a layer: requires its settings, the catalog, the providers, the audit log and the ledger. */
-export const layer = Layer.effect(CorporateLlmGateway, make)
+/** How often expired reservations (of a crashed replica) are released. */
+const reaperInterval = Duration.minutes(1)
+
+/**
+ * Gateway #1 as a layer: requires its settings, the catalog, the providers, the audit log and the
+ * ledger. It also runs the reaper that releases reservations left open past their deadline.
+ */
+export const layer = Layer.scoped(CorporateLlmGateway, Effect.gen(function*() {
+  const ledger = yield* BudgetLedger.BudgetLedger
+  yield* ledger.reapExpired.pipe(
+    Effect.tap((n) => (n > 0 ? Effect.logWarning(`released ${n} expired budget reservation(s)`) : Effect.void)),
+    Effect.catchAll((e) => Effect.logWarning(`budget reaper: ${e.message}`)),
+    Effect.repeat(Schedule.spaced(reaperInterval)),
+    Effect.delay(reaperInterval),
+    Effect.forkScoped
+  )
+  return yield* make
+}))
 
 /** Gateway #1 over in-memory ports and the mock provider, for consumers' unit tests. */
 export const layerTest = (settings: Partial<Config.CorporateLlmSettings> = {}) =>
