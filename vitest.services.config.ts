@@ -1,7 +1,12 @@
-import { defineConfig, mergeConfig } from "vitest/config"
-import base, { serviceSuites } from "./vitest.config.js"
+import { defineConfig } from "vitest/config"
+import base from "./vitest.config.js"
 
-// Suites against real services (Postgres at DATABASE_URL); `.ci/run` starts what is missing.
-export default mergeConfig(base, defineConfig({
-  test: { include: serviceSuites.map((p) => `packages/*/test/${p.slice(3)}`).concat(serviceSuites.map((p) => `apps/*/test/${p.slice(3)}`)), exclude: ["**/node_modules/**", "**/dist/**"] }
-}), true)
+// Suites against real services (Postgres at DATABASE_URL), named `*.pg.test.ts`; `.ci/run` starts what is missing.
+export default defineConfig({
+  resolve: base.resolve,
+  test: {
+    ...base.test,
+    include: ["packages/*/test/**/*.pg.test.ts", "apps/*/test/**/*.pg.test.ts"],
+    exclude: ["**/node_modules/**", "**/dist/**"]
+  }
+})

@@ -18,7 +18,7 @@ export interface Reservation {
   readonly id: string
   readonly amount: Money.Nanos
   /** The scopes and the period each was reserved in (settlement hits the same rows after midnight). */
-  readonly rows: ReadonlyArray<{ readonly scope: string; readonly period_start: string }>
+  readonly rows: ReadonlyArray<{ readonly scope: string; readonly period: "day" | "month"; readonly period_start: string }>
 }
 
 /** One scope's state in its current period. */
@@ -78,7 +78,8 @@ interface MemoryState {
   readonly rows: ReadonlyMap<string, Row>
   readonly open: ReadonlyMap<string, { reservation: Reservation; expires: number }>
 }
-const rowKey = (scope: string, periodStart: string) => `${scope}@${periodStart}`
+// A daily and a monthly budget of one scope are different rows, also on the 1st of the month.
+const rowKey = (scope: string, period: string, periodStart: string) => `${scope}@${period}@${periodStart}`
 
 /** An in-memory ledger (atomic within one process), for unit tests. */
 export const makeMemory = Effect.gen(function*() {
@@ -88,7 +89,7 @@ export const makeMemory = Effect.gen(function*() {
     if (open === undefined) return s
     const rows = new Map(s.rows)
     for (const r of open.reservation.rows) {
-      const k = rowKey(r.scope, r.period_start)
+      const k = rowKey(r.scope, r.period, r.period_start)
       const row = rows.get(k)
       if (row) rows.set(k, { ...row, reserved: Money.subtractFloor(row.reserved, open.reservation.amount), spent: Money.add(row.spent, actual) })
     }
@@ -103,17 +104,17 @@ export const makeMemory = Effect.gen(function*() {
         const id = Ids.randomUuid()
         return yield* Ref.modify(state, (s): [Effect.Effect<Reservation, Errors.BudgetExceeded>, MemoryState] => {
           const rows = new Map(s.rows)
-          const keys: Array<{ scope: string; period_start: string }> = []
+          const keys: Array<{ scope: string; period: "day" | "month"; period_start: string }> = []
           for (const scope of input.scopes) {
             const ps = periodStart(scope.period, now)
-            const k = rowKey(scope.key, ps)
+            const k = rowKey(scope.key, scope.period, ps)
             const row = rows.get(k) ?? { limit: scope.limit, spent: Money.zero, reserved: Money.zero }
             const current = { ...row, limit: scope.limit }
             if (current.spent + current.reserved + input.amount > current.limit) {
               return [Effect.fail(exceeded(scope.key, current.limit, current.spent, current.reserved, input.amount)), s]
             }
             rows.set(k, { ...current, reserved: Money.add(current.reserved, input.amount) })
-            keys.push({ scope: scope.key, period_start: ps })
+            keys.push({ scope: scope.key, period: scope.period, period_start: ps })
           }
           const reservation: Reservation = { id, amount: input.amount, rows: keys }
           const open = new Map(s.open).set(id, { reservation, expires: now + input.ttl_ms })
@@ -127,7 +128,7 @@ export const makeMemory = Effect.gen(function*() {
         const s = yield* Ref.get(state)
         return scopes.map((scope) => {
           const ps = periodStart(scope.period, now)
-          const row = s.rows.get(rowKey(scope.key, ps))
+          const row = s.rows.get(rowKey(scope.key, scope.period, ps))
           return { scope: scope.key, period: scope.period, period_start: ps, limit: scope.limit, spent: row?.spent ?? Money.zero, reserved: row?.reserved ?? Money.zero }
         })
       }),

@@ -1,0 +1,5 @@
+export * as Migrator from "./Migrator.js"
+export * as PgAuditLog from "./PgAuditLog.js"
+export * as PgBudgetLedger from "./PgBudgetLedger.js"
+export * as PgClient from "./PgClient.js"
+export * as PgliteClient from "./PgliteClient.js"

@@ -1,0 +1,473 @@
+/**
+ * Test bodies shared by both engines: `pglite.test.ts` runs them on embedded PGlite,
+ * `postgres.pg.test.ts` on the Postgres server at `DATABASE_URL`. Each `layer(...)` block gets a
+ * database of its own.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { expect, layer } from "@effect/vitest"
+import { Errors, Ids, Money } from "@tidyllm/core"
+import { AuditLog, BudgetLedger } from "@tidyllm/corporate-llm"
+import { Cause, Clock, Effect, Exit, Fiber, Layer, Metric, Option, Random, TestClock, TestContext } from "effect"
+import { Migrator, PgAuditLog, PgBudgetLedger } from "../src/index.js"
+import { auditEntry, type FreshDatabase, migrated } from "./harness.js"
+
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => mkdtempSync(join(tmpdir(), "tidyllm-migrations-"))),
+  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+)
+
+const failureOf = <A, E>(exit: Exit.Exit<A, E>): E | undefined =>
+  Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
+
+const count = (table: string, where = "TRUE") =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.unsafe<{ readonly n: number }>(`SELECT count(*)::int AS n FROM ${table} WHERE ${where}`).pipe(
+      Effect.map((rows) => rows[0]?.n ?? -1)
+    ))
+
+// ---------------------------------------------------------------------------------------------
+// Migrations
+
+export const migratorSuite = (engine: string, fresh: FreshDatabase) =>
+  layer(fresh, { excludeTestServices: true, timeout: "60 seconds" })(`Migrator (${engine})`, (it) => {
+    it.effect("applies every file of sql/ once, in order; a second run applies nothing", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const files = (yield* Migrator.load()).map((m) => m.name)
+        expect(files[0]).toBe("0001_init.sql")
+        expect(yield* Migrator.applied).toEqual([])
+
+        expect(yield* Migrator.run()).toEqual(files)
+        expect(yield* Migrator.run()).toEqual([])
+        const applied = yield* Migrator.applied
+        expect(applied.map((a) => a.name)).toEqual(files)
+        expect(applied.every((a) => a.checksum.length === 64 && a.applied_at instanceof Date)).toBe(true)
+
+        const tables = yield* sql<{ readonly table_name: string }>`
+          SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name`
+        expect(tables.map((t) => t.table_name)).toEqual(expect.arrayContaining([
+          "agreement_decisions",
+          "api_keys",
+          "budget_ledger",
+          "budget_reservations",
+          "flow_agreements",
+          "llm_audit_log",
+          "tidyllm_migrations",
+          "workflow_audit_log"
+        ]))
+      }))
+
+    it.scoped("replicas migrating at once apply each file exactly once", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        writeFileSync(join(dir, "0001_a.sql"), "CREATE TABLE mig_a (x int);")
+        writeFileSync(join(dir, "0002_b.sql"), "CREATE TABLE mig_b (x int);\nINSERT INTO mig_b VALUES (1);\n")
+        writeFileSync(join(dir, "README.txt"), "not a migration")
+        const runs = yield* Effect.all([Migrator.run(dir), Migrator.run(dir), Migrator.run(dir)], { concurrency: "unbounded" })
+        expect(runs.flat().sort()).toEqual(["0001_a.sql", "0002_b.sql"])
+        expect(yield* count("mig_b")).toBe(1)
+      }))
+
+    it.scoped("a migration that changed after it was applied fails the run", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        writeFileSync(join(dir, "0001_c.sql"), "CREATE TABLE mig_c (x int);")
+        expect(yield* Migrator.run(dir)).toEqual(["0001_c.sql"])
+        writeFileSync(join(dir, "0001_c.sql"), "CREATE TABLE mig_c (x int, y int);")
+        const error = failureOf(yield* Effect.exit(Migrator.run(dir)))
+        expect(error?._tag).toBe("MigrationError")
+        expect(error?.migration).toBe("0001_c.sql")
+        expect(error?.message).toMatch(/changed after it was applied/)
+      }))
+
+    it.scoped("a failing migration leaves nothing behind and can be fixed", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const dir = yield* tempDir
+        writeFileSync(join(dir, "0001_d.sql"), "CREATE TABLE mig_d (x int);\nSELECT 1 / 0;\n")
+        const error = failureOf(yield* Effect.exit(Migrator.run(dir)))
+        expect(error?.migration).toBe("0001_d.sql")
+        expect(error?.message).toMatch(/division by zero/)
+        const [reg] = yield* sql<{ readonly t: string | null }>`SELECT to_regclass('mig_d')::text AS t`
+        expect(reg?.t).toBeNull()
+        expect(yield* count("tidyllm_migrations", "name = '0001_d.sql'")).toBe(0)
+
+        writeFileSync(join(dir, "0001_d.sql"), "CREATE TABLE mig_d (x int);\n")
+        expect(yield* Migrator.run(dir)).toEqual(["0001_d.sql"])
+      }))
+
+    it.effect("values parse alike on both engines: numeric and int8 as strings, timestamptz as Date", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const [row] = yield* sql<Record<string, unknown>>`
+          SELECT 1.5::numeric(20, 9) AS money, 9007199254740993::int8 AS big, 7::int AS small,
+                 '2025-01-02T03:04:05.678Z'::timestamptz AS at, '{"a": [1]}'::jsonb AS doc`
+        expect(row).toEqual({ money: "1.500000000", big: "9007199254740993", small: 7, at: new Date("2025-01-02T03:04:05.678Z"), doc: { a: [1] } })
+      }))
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Audit log
+
+const unique = (prefix: string) => `${prefix}-${Ids.randomUuid()}`
+
+export const auditSuite = (engine: string, fresh: FreshDatabase) => {
+  layer(Layer.provideMerge(PgAuditLog.layer(), migrated(fresh)), { excludeTestServices: true, timeout: "60 seconds" })(
+    `PgAuditLog (${engine})`,
+    (it) => {
+      it.effect("write then list round-trips every column; cost is exact to the nano-dollar", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const log = yield* AuditLog.AuditLog
+          const rid = unique("roundtrip")
+          const t0 = Date.UTC(2025, 0, 2, 3, 4, 5, 678)
+          const a = auditEntry({ request_id: rid, created_at: new Date(t0), cost: Money.Nanos(123_456_789_012) })
+          const b = auditEntry({
+            request_id: rid,
+            created_at: new Date(t0 + 1),
+            cost: Money.Nanos(1),
+            status: "error",
+            error_type: "ProviderError",
+            error_message: "upstream said no",
+            user_id: null,
+            team: null,
+            key_id: null,
+            attempt: 2,
+            audit_level: "hash",
+            prompt: "ab".repeat(32)
+          })
+          // The largest amount a Nanos holds: $9,007,199.254740991.
+          const c = auditEntry({ request_id: rid, created_at: new Date(t0 + 2), cost: Money.Nanos(Number.MAX_SAFE_INTEGER), status: "cache_hit" })
+          yield* log.write(a)
+          yield* log.write(b)
+          yield* log.write(c)
+
+          expect(yield* log.list({ limit: 10, request_id: rid })).toEqual([c, b, a])
+          expect(yield* log.list({ limit: 10, request_id: rid, status: "error" })).toEqual([b])
+          expect(yield* log.list({ limit: 1, request_id: rid })).toEqual([c])
+          const [stored] = yield* sql<{ readonly cost: string }>`SELECT cost FROM llm_audit_log WHERE id = ${c.id}`
+          expect(stored?.cost).toBe("9007199.254740991")
+        }))
+
+      it.effect("group commit: 100 concurrent writes share a few INSERTs, all rows durable", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const log = yield* AuditLog.AuditLog
+          const rid = unique("group")
+          const before = (yield* Metric.value(PgAuditLog.batchesCommitted)).count
+          const entries = Array.from({ length: 100 }, (_, i) => auditEntry({ request_id: rid, created_at: new Date(Date.UTC(2025, 1, 1) + i) }))
+          yield* Effect.forEach(entries, (e) => log.write(e), { concurrency: "unbounded", discard: true })
+          const batches = (yield* Metric.value(PgAuditLog.batchesCommitted)).count - before
+
+          // Rows committed by one statement share their transaction id: count the commits in the table itself.
+          const [row] = yield* sql<{ readonly n: number; readonly commits: number }>`
+            SELECT count(*)::int AS n, count(DISTINCT xmin::text)::int AS commits FROM llm_audit_log WHERE request_id = ${rid}`
+          expect(row?.n).toBe(100)
+          expect(row?.commits).toBe(batches)
+          expect(batches).toBeGreaterThanOrEqual(1)
+          expect(batches).toBeLessThanOrEqual(10)
+        }))
+
+      it.effect("a lone write commits at once, with no batching window (a TestClock never moves)", () =>
+        Effect.gen(function*() {
+          const rid = unique("lone")
+          yield* Effect.scoped(Effect.gen(function*() {
+            const log = yield* PgAuditLog.make()
+            yield* log.write(auditEntry({ request_id: rid }))
+          })).pipe(Effect.provide(TestContext.TestContext), Effect.timeout("10 seconds"))
+          expect(yield* count("llm_audit_log", `request_id = '${rid}'`)).toBe(1)
+        }))
+
+      it.effect("a row the database refuses fails alone; the rows of its batch are written", () =>
+        Effect.gen(function*() {
+          const log = yield* AuditLog.AuditLog
+          const rid = unique("bad-row")
+          const good = Array.from({ length: 20 }, () => auditEntry({ request_id: rid }))
+          const bad = auditEntry({ request_id: rid, input_tokens: -1 })
+          const exits = yield* Effect.forEach([...good.slice(0, 10), bad, ...good.slice(10)], (e) => Effect.exit(log.write(e)), {
+            concurrency: "unbounded"
+          })
+          const failures = exits.flatMap((e) => {
+            const f = failureOf(e)
+            return f === undefined ? [] : [f]
+          })
+          expect(failures).toHaveLength(1)
+          expect(failures[0]).toBeInstanceOf(Errors.StoreUnavailable)
+          expect(yield* count("llm_audit_log", `request_id = '${rid}'`)).toBe(20)
+        }))
+    }
+  )
+
+  layer(migrated(fresh), { excludeTestServices: true, timeout: "60 seconds" })(`PgAuditLog (${engine}), store failing`, (it) => {
+    const hide = Effect.flatMap(SqlClient.SqlClient, (sql) => sql`ALTER TABLE llm_audit_log RENAME TO llm_audit_log_away`)
+    const restore = Effect.flatMap(SqlClient.SqlClient, (sql) => sql`ALTER TABLE llm_audit_log_away RENAME TO llm_audit_log`)
+
+    it.scoped("a write waits while the table is gone and succeeds when it returns within the wait", () =>
+      Effect.gen(function*() {
+        const log = yield* PgAuditLog.make({ maxWait: "10 seconds" })
+        const rid = unique("comeback")
+        yield* hide
+        const fiber = yield* Effect.fork(log.write(auditEntry({ request_id: rid })))
+        yield* Effect.sleep("300 millis")
+        expect(Option.isNone(yield* Fiber.poll(fiber))).toBe(true)
+        yield* restore
+        yield* Fiber.join(fiber)
+        expect(yield* count("llm_audit_log", `request_id = '${rid}'`)).toBe(1)
+      }))
+
+    it.scoped("a write fails closed with StoreUnavailable after the bounded wait", () =>
+      Effect.gen(function*() {
+        const log = yield* PgAuditLog.make({ maxWait: "1 second" })
+        const failedBefore = (yield* Metric.value(PgAuditLog.rowsFailed)).count
+        yield* hide
+        const start = yield* Clock.currentTimeMillis
+        const exit = yield* Effect.exit(log.write(auditEntry()))
+        const elapsed = (yield* Clock.currentTimeMillis) - start
+        yield* restore
+        const error = failureOf(exit)
+        expect(error).toBeInstanceOf(Errors.StoreUnavailable)
+        expect(error?.store).toBe("postgres")
+        expect(error?.message).toMatch(/llm_audit_log/)
+        expect(elapsed).toBeGreaterThanOrEqual(950)
+        expect(elapsed).toBeLessThan(4_000)
+        expect((yield* Metric.value(PgAuditLog.rowsFailed)).count - failedBefore).toBe(1)
+        // The database is back: the same log writes again.
+        yield* log.write(auditEntry())
+      }))
+
+    it.effect("rows queued when the log shuts down are written before it closes; later writes fail", () =>
+      Effect.gen(function*() {
+        const rid = unique("drain")
+        const [log, fibers] = yield* Effect.scoped(Effect.gen(function*() {
+          const log = yield* PgAuditLog.make()
+          const fibers = yield* Effect.forEach(
+            Array.from({ length: 50 }, () => auditEntry({ request_id: rid })),
+            (e) => Effect.forkDaemon(log.write(e))
+          )
+          // Let every writer enqueue its row; the scope then closes with most rows still queued.
+          yield* Effect.sleep("10 millis")
+          return [log, fibers] as const
+        }))
+        const exits = yield* Effect.forEach(fibers, Fiber.await)
+        expect(exits.every(Exit.isSuccess)).toBe(true)
+        expect(yield* count("llm_audit_log", `request_id = '${rid}'`)).toBe(50)
+        const late = failureOf(yield* Effect.exit(log.write(auditEntry({ request_id: rid }))))
+        expect(late?.message).toMatch(/shutting down/)
+      }))
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Budget ledger
+
+const usd = (s: string): Money.Nanos => Money.fromUsdString(s)
+const day = (key: string, limit: string): BudgetLedger.Scope => ({ key, period: "day", limit: usd(limit) })
+const status = (scope: BudgetLedger.Scope, periodStart: string, spent: string, reserved: string): BudgetLedger.ScopeStatus => ({
+  scope: scope.key,
+  period: scope.period,
+  period_start: periodStart,
+  limit: scope.limit,
+  spent: usd(spent),
+  reserved: usd(reserved)
+})
+const today = Effect.map(Clock.currentTimeMillis, (now) => BudgetLedger.periodStart("day", now))
+const DAY_MS = 86_400_000
+
+export const budgetSuite = (engine: string, fresh: FreshDatabase) =>
+  // With the test services: the ledger reads the TestClock, shared by the tests of this block.
+  layer(Layer.provideMerge(PgBudgetLedger.layer({ instanceId: "replica-a" }), migrated(fresh)), { timeout: "60 seconds" })(
+    `PgBudgetLedger (${engine})`,
+    (it) => {
+      it.effect("daily and monthly budgets of one scope are separate rows, also on the 1st of the month", () =>
+        Effect.gen(function*() {
+          const ledger = yield* BudgetLedger.BudgetLedger
+          const now = new Date(yield* Clock.currentTimeMillis)
+          yield* TestClock.setTime(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1, 10))
+          const first = yield* today
+          expect(first.endsWith("-01")).toBe(true)
+          const scopes: ReadonlyArray<BudgetLedger.Scope> = [day("global:dm", "1"), { key: "global:dm", period: "month", limit: usd("30") }]
+          const r = yield* ledger.reserve({ scopes, amount: usd("0.5"), request_id: "dm", ttl_ms: 60_000 })
+          expect(yield* ledger.status(scopes)).toEqual([status(scopes[0]!, first, "0", "0.5"), status(scopes[1]!, first, "0", "0.5")])
+          yield* ledger.settle(r, usd("0.25"))
+          expect(yield* ledger.status(scopes)).toEqual([status(scopes[0]!, first, "0.25", "0"), status(scopes[1]!, first, "0.25", "0")])
+        }))
+
+      it.effect("reserve, then settle: the actual cost is charged and the rest released", () =>
+        Effect.gen(function*() {
+          const ledger = yield* BudgetLedger.BudgetLedger
+          const open = yield* ledger.openReservations
+          const scopes = [day("global:rs", "10"), day("team:rs", "1")]
+          const ps = yield* today
+          const r = yield* ledger.reserve({ scopes, amount: usd("0.4"), request_id: "rs-1", ttl_ms: 60_000 })
+          expect(r.amount).toBe(usd("0.4"))
+          expect(r.rows).toEqual([{ scope: "global:rs", period_start: ps }, { scope: "team:rs", period_start: ps }])
+          expect(yield* ledger.status(scopes)).toEqual([status(scopes[0]!, ps, "0", "0.4"), status(scopes[1]!, ps, "0", "0.4")])
+          expect(yield* ledger.openReservations).toBe(open + 1)
+
+          yield* ledger.settle(r, usd("0.123456789"))
+          expect(yield* ledger.status(scopes)).toEqual([
+            status(scopes[0]!, ps, "0.123456789", "0"),
+            status(scopes[1]!, ps, "0.123456789", "0")
+          ])
+          expect(yield* ledger.openReservations).toBe(open)
+        }))
+
+      it.effect("refuses a reservation that does not fit in any one scope, and changes nothing", () =>
+        Effect.gen(function*() {
+          const ledger = yield* BudgetLedger.BudgetLedger
+          const sql = yield* SqlClient.SqlClient
+          const scopes = [day("global:x", "10"), day("team:x", "1")]
+          const ps = yield* today
+          const r1 = yield* ledger.reserve({ scopes, amount: usd("0.7"), request_id: "x-1", ttl_ms: 60_000 })
+
+          const refused = failureOf(yield* Effect.exit(ledger.reserve({ scopes, amount: usd("0.4"), request_id: "x-2", ttl_ms: 60_000 })))
+          expect(refused).toEqual(BudgetLedger.exceeded("team:x", usd("1"), usd("0"), usd("0.7"), usd("0.4")))
+          expect(refused?.message).toBe(BudgetLedger.exceeded("team:x", usd("1"), usd("0"), usd("0.7"), usd("0.4")).message)
+          // The global row's share of the refused reservation was rolled back.
+          expect(yield* ledger.status(scopes)).toEqual([status(scopes[0]!, ps, "0", "0.7"), status(scopes[1]!, ps, "0", "0.7")])
+          expect(yield* count("budget_reservations", "request_id = 'x-2'")).toBe(0)
+
+          // An exact fit is allowed; one nano-dollar more is not.
+          const r2 = yield* ledger.reserve({ scopes, amount: usd("0.3"), request_id: "x-3", ttl_ms: 60_000 })
+          const nano = failureOf(yield* Effect.exit(ledger.reserve({ scopes, amount: Money.Nanos(1), request_id: "x-4", ttl_ms: 60_000 })))
+          expect(nano?._tag).toBe("BudgetExceeded")
+
+          // More than the whole limit of a scope never reserved against: refused, and no row appears.
+          const fresh = day("team:empty", "1")
+          const tooBig = failureOf(yield* Effect.exit(ledger.reserve({ scopes: [fresh], amount: usd("2"), request_id: "x-5", ttl_ms: 60_000 })))
+          expect(tooBig).toEqual(BudgetLedger.exceeded("team:empty", usd("1"), Money.zero, Money.zero, usd("2")))
+          expect(yield* count("budget_ledger", "scope = 'team:empty'")).toBe(0)
+          expect(yield* ledger.status([fresh])).toEqual([status(fresh, ps, "0", "0")])
+
+          yield* ledger.settle(r1, usd("0.7"))
+          yield* ledger.settle(r2, usd("0.1"))
+          expect(yield* ledger.status(scopes)).toEqual([status(scopes[0]!, ps, "0.8", "0"), status(scopes[1]!, ps, "0.8", "0")])
+          const [row] = yield* sql<{ readonly spent: string }>`SELECT spent FROM budget_ledger WHERE scope = 'team:x'`
+          expect(row?.spent).toBe("0.800000000")
+        }))
+
+      it.effect("settling twice charges once", () =>
+        Effect.gen(function*() {
+          const ledger = yield* BudgetLedger.BudgetLedger
+          const scopes = [day("team:twice", "1")]
+          const ps = yield* today
+          const r = yield* ledger.reserve({ scopes, amount: usd("0.5"), request_id: "t-1", ttl_ms: 60_000 })
+          yield* Effect.all([ledger.settle(r, usd("0.2")), ledger.settle(r, usd("0.2"))], { concurrency: "unbounded" })
+          yield* ledger.settle(r, usd("0.3"))
+          expect(yield* ledger.status(scopes)).toEqual([status(scopes[0]!, ps, "0.2", "0")])
+        }))
+
+      it.effect("a changed limit applies to the current period", () =>
+        Effect.gen(function*() {
+          const ledger = yield* BudgetLedger.BudgetLedger
+          const ps = yield* today
+          const r1 = yield* ledger.reserve({ scopes: [day("team:limit", "1")], amount: usd("0.8"), request_id: "l-1", ttl_ms: 60_000 })
+          yield* ledger.settle(r1, usd("0.8"))
+          const refused = failureOf(yield* Effect.exit(ledger.reserve({ scopes: [day("team:limit", "1")], amount: usd("0.5"), request_id: "l-2", ttl_ms: 60_000 })))
+          expect(refused?._tag).toBe("BudgetExceeded")
+          const r3 = yield* ledger.reserve({ scopes: [day("team:limit", "2")], amount: usd("0.5"), request_id: "l-3", ttl_ms: 60_000 })
+          expect(yield* ledger.status([day("team:limit", "2")])).toEqual([status(day("team:limit", "2"), ps, "0.8", "0.5")])
+          yield* ledger.settle(r3, usd("0.5"))
+        }))
+
+      it.effect("the reaper releases reservations past their deadline, and only those (TestClock)", () =>
+        Effect.gen(function*() {
+          const ledger = yield* BudgetLedger.BudgetLedger
+          const scopes = [day("team:reap", "1")]
+          const ps = yield* today
+          const open = yield* ledger.openReservations
+          const short = yield* ledger.reserve({ scopes, amount: usd("0.3"), request_id: "reap-1", ttl_ms: 1_000 })
+          const long = yield* ledger.reserve({ scopes, amount: usd("0.2"), request_id: "reap-2", ttl_ms: 5_000 })
+          expect(yield* ledger.reapExpired).toBe(0)
+          yield* TestClock.adjust("999 millis")
+          expect(yield* ledger.reapExpired).toBe(0)
+          yield* TestClock.adjust("1 millis")
+          expect(yield* ledger.reapExpired).toBe(1)
+          expect(yield* ledger.status(scopes)).toEqual([status(scopes[0]!, ps, "0", "0.2")])
+          expect(yield* ledger.openReservations).toBe(open + 1)
+          // The owner settling after the reaper charges nothing more.
+          yield* ledger.settle(short, usd("0.3"))
+          expect(yield* ledger.status(scopes)).toEqual([status(scopes[0]!, ps, "0", "0.2")])
+          yield* TestClock.adjust("4 seconds")
+          expect(yield* ledger.reapExpired).toBe(1)
+          yield* ledger.settle(long, usd("0.2"))
+          expect(yield* ledger.status(scopes)).toEqual([status(scopes[0]!, ps, "0", "0")])
+          expect(yield* ledger.openReservations).toBe(open)
+        }))
+
+      it.effect("settling after midnight charges the day the reservation was made in", () =>
+        Effect.gen(function*() {
+          const ledger = yield* BudgetLedger.BudgetLedger
+          const sql = yield* SqlClient.SqlClient
+          const scopes = [day("team:midnight", "1")]
+          const now = yield* Clock.currentTimeMillis
+          yield* TestClock.adjust(Math.ceil(now / DAY_MS) * DAY_MS - now - 1_000 + (now % DAY_MS === 0 ? DAY_MS : 0))
+          const before = yield* today
+          const r = yield* ledger.reserve({ scopes, amount: usd("0.5"), request_id: "m-1", ttl_ms: 60_000 })
+          yield* TestClock.adjust("2 seconds")
+          const after = yield* today
+          expect(after).not.toBe(before)
+          yield* ledger.settle(r, usd("0.4"))
+          expect(yield* ledger.status(scopes)).toEqual([status(scopes[0]!, after, "0", "0")])
+          const rows = yield* sql<{ readonly period_start: string; readonly spent: string; readonly reserved: string }>`
+            SELECT period_start::text AS period_start, spent, reserved FROM budget_ledger WHERE scope = 'team:midnight'`
+          expect(rows).toEqual([{ period_start: before, spent: "0.400000000", reserved: "0.000000000" }])
+        }))
+
+      it.effect("behaves as the in-memory ledger over a random sequence of reserves and settles", () =>
+        Effect.gen(function*() {
+          const ledger = yield* BudgetLedger.BudgetLedger
+          const memory = yield* BudgetLedger.makeMemory
+          const rng = Random.make("budget-differential")
+          // Sorted by key: with several full scopes the SQL ledger names the first in key order.
+          const keys = ["diff:a", "diff:b", "diff:c"]
+          const open: Array<readonly [BudgetLedger.Reservation, BudgetLedger.Reservation]> = []
+          for (let step = 0; step < 80; step++) {
+            const op = yield* rng.nextIntBetween(0, 10)
+            if (op < 6 || open.length === 0) {
+              const chosen = keys.filter((_, i) => (step + i) % 3 !== 0)
+              const limits = yield* Effect.forEach(chosen, () => rng.nextIntBetween(1, 4))
+              const scopes = chosen.map((k, i) => day(k, String(limits[i])))
+              const amount = Money.Nanos(yield* rng.nextIntBetween(0, 600_000_000))
+              const input = { scopes, amount, request_id: `diff-${step}`, ttl_ms: 60_000 }
+              const [sqlExit, memExit] = [yield* Effect.exit(ledger.reserve(input)), yield* Effect.exit(memory.reserve(input))]
+              expect(sqlExit._tag).toBe(memExit._tag)
+              expect(failureOf(sqlExit)).toEqual(failureOf(memExit))
+              if (Exit.isSuccess(sqlExit) && Exit.isSuccess(memExit)) {
+                expect(sqlExit.value.rows).toEqual(memExit.value.rows)
+                open.push([sqlExit.value, memExit.value])
+              }
+            } else {
+              const i = yield* rng.nextIntBetween(0, open.length)
+              const [s, m] = open[i]!
+              const actual = Money.Nanos(Math.floor(s.amount * (yield* rng.nextRange(0, 1.2))))
+              yield* ledger.settle(s, actual)
+              yield* memory.settle(m, actual)
+              // Sometimes settle again (a retry): must change nothing.
+              if (op === 9) {
+                yield* ledger.settle(s, actual)
+                yield* memory.settle(m, actual)
+              }
+              open.splice(i, 1)
+            }
+            const scopes = keys.map((k) => day(k, "3"))
+            expect(yield* ledger.status(scopes)).toEqual(yield* memory.status(scopes))
+          }
+          for (const [s, m] of open) {
+            yield* ledger.settle(s, s.amount)
+            yield* memory.settle(m, m.amount)
+          }
+          expect(yield* memory.openReservations).toBe(0)
+        }))
+    }
+  )
+
+/** Every shared suite, on one engine. */
+export const allSuites = (engine: string, fresh: FreshDatabase) => {
+  migratorSuite(engine, fresh)
+  auditSuite(engine, fresh)
+  budgetSuite(engine, fresh)
+}
