@@ -303,7 +303,7 @@ export const budgetSuite = (engine: string, fresh: FreshDatabase) =>
           const ps = yield* today
           const r = yield* ledger.reserve({ scopes, amount: usd("0.4"), request_id: "rs-1", ttl_ms: 60_000 })
           expect(r.amount).toBe(usd("0.4"))
-          expect(r.rows).toEqual([{ scope: "global:rs", period_start: ps }, { scope: "team:rs", period_start: ps }])
+          expect(r.rows).toEqual([{ scope: "global:rs", period: "day", period_start: ps }, { scope: "team:rs", period: "day", period_start: ps }])
           expect(yield* ledger.status(scopes)).toEqual([status(scopes[0]!, ps, "0", "0.4"), status(scopes[1]!, ps, "0", "0.4")])
           expect(yield* ledger.openReservations).toBe(open + 1)
 
