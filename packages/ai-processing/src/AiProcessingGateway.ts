@@ -54,9 +54,9 @@ export const cacheKey = (backends: ReadonlyArray<string>, model: string, request
     stop: request.stop ?? null
   })).digest("hex")
 
-/** Errors after which the next backend is tried: provider failures and a backend that cannot serve the model. */
+/** Errors after which the next backend is tried: provider failures, and a backend that is not configured or does not serve the model. */
 const failsOver = (e: Errors.GatewayError): boolean =>
-  e._tag === "ProviderError" || e._tag === "UnknownModel" || (e._tag === "InvalidRequest" && e.field === "provider")
+  e._tag === "ProviderError" || (e._tag === "UnknownModel" && e.provider !== undefined) || (e._tag === "InvalidRequest" && e.field === "provider")
 
 const describe = (e: Errors.GatewayError) => ({ error_type: e.type, message: e.message, ...(e._tag === "ProviderError" ? { kind: e.kind } : {}) })
 

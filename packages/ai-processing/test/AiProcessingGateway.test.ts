@@ -152,6 +152,18 @@ describe("AiProcessingGateway", () => {
       expect((yield* Ref.get(p1.calls)) + (yield* Ref.get(p2.calls))).toBe(0)
     }))
 
+  it.effect("a model the catalog does not know is not failed over; one the backend does not serve is", () =>
+    Effect.gen(function*() {
+      const p1 = yield* scripted("p1", () => Effect.succeed(ok()))
+      const { gateway, rows } = yield* make([p1.provider], { fallback_backends: ["mock"] })
+      const unknown = yield* Effect.flip(gateway.process({ ...req, model: "gpt-9" }, ctx()))
+      expect(unknown._tag).toBe("UnknownModel")
+      expect((yield* Ref.get(rows))).toHaveLength(1)
+      // `p9` is not configured at all: the next backend answers.
+      const response = yield* gateway.process({ ...req, backend: "p9", fallback_backends: ["p1"] }, ctx())
+      expect(response.metadata.backend_used).toBe("p1")
+    }))
+
   it.effect("a slow backend times out per attempt and the next backend answers", () =>
     Effect.gen(function*() {
       const p1 = yield* scripted("p1", () => Effect.sleep(Duration.minutes(5)).pipe(Effect.as(ok("late"))))

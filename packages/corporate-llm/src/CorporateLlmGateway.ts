@@ -112,7 +112,8 @@ export const make = Effect.gen(function*() {
       const name = request.model ?? settings.default_model
       const model = catalog.resolve(name)
       if (Option.isNone(model)) {
-        return yield* new Errors.UnknownModel({ message: `model '${name}' is not in the model catalog`, model: name, provider: providerName })
+        // No `provider`: the model is unknown everywhere, so gateway #2 does not fail over on it.
+        return yield* new Errors.UnknownModel({ message: `model '${name}' is not in the model catalog`, model: name })
       }
       const model_id = model.value.provider_ids[providerName] ?? (provider.value.mock ? model.value.id : undefined)
       if (model_id === undefined) {
