@@ -30,6 +30,12 @@ export interface Options {
   readonly maxWait?: Duration.DurationInput | undefined
   /** Most rows waiting to be written; further writes wait for room (default 10,000). */
   readonly capacity?: number | undefined
+  /**
+   * `sync` (default): `write` returns once the row is committed. `buffered`: `write` returns once
+   * the row is queued; the queue is flushed in batches and drained at shutdown, and what a crash
+   * loses (the queued rows) is counted by `tidyllm_audit_rows_failed_total` only when a flush fails.
+   */
+  readonly durability?: "sync" | "buffered" | undefined
 }
 
 /** Batches committed (one INSERT statement each). */
@@ -150,6 +156,7 @@ export const make = (options: Options = {}): Effect.Effect<AuditLog.Service, nev
     const maxWaitMs = Duration.toMillis(options.maxWait ?? Duration.seconds(5))
     const queue = yield* Queue.bounded<Item>(Math.max(1, options.capacity ?? 10_000))
     const closing = yield* Ref.make(false)
+    const buffered = options.durability === "buffered"
 
     const insert = (rows: ReadonlyArray<Row>): Effect.Effect<void, SqlError> =>
       Effect.asVoid(sql`INSERT INTO llm_audit_log ${sql.insert(rows)} ON CONFLICT (id) DO NOTHING`)
@@ -260,6 +267,7 @@ export const make = (options: Options = {}): Effect.Effect<AuditLog.Service, nev
           if (yield* Ref.get(closing)) return yield* Effect.fail(shuttingDown)
           const done = yield* Deferred.make<void, Errors.StoreUnavailable>()
           yield* Queue.offer(queue, { row: toRow(entry), done, deadline: clock.unsafeCurrentTimeMillis() + maxWaitMs })
+          if (buffered) return
           return yield* Deferred.await(done)
         }),
       list: (query) =>

@@ -257,6 +257,16 @@ export const auditSuite = (engine: string, fresh: FreshDatabase) => {
         const late = failureOf(yield* Effect.exit(log.write(auditEntry({ request_id: rid }))))
         expect(late?.message).toMatch(/shutting down/)
       }))
+
+    it.effect("buffered durability: write returns once queued; every queued row is committed by shutdown", () =>
+      Effect.gen(function*() {
+        const rid = unique("buffered")
+        yield* Effect.scoped(Effect.gen(function*() {
+          const log = yield* PgAuditLog.make({ durability: "buffered" })
+          yield* Effect.forEach(Array.from({ length: 40 }, () => auditEntry({ request_id: rid })), (e) => log.write(e), { discard: true })
+        }))
+        expect(yield* count("llm_audit_log", `request_id = '${rid}'`)).toBe(40)
+      }))
   })
 }
 
