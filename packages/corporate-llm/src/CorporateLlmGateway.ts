@@ -79,6 +79,12 @@ export interface Service {
 /** Gateway #1. */
 export class CorporateLlmGateway extends Context.Tag("@tidyllm/corporate-llm/CorporateLlmGateway")<CorporateLlmGateway, Service>() {}
 
+const reasonRequired = () =>
+  new Errors.PolicyRejected({
+    message: "a reason is required: set 'reason' in the body (or 'metadata.reason', or the 'x-tidyllm-reason' header)",
+    rule: "require_reason"
+  })
+
 const statusOf = (e: Errors.GatewayError): AuditLog.AuditStatus => {
   switch (e._tag) {
     case "BudgetExceeded": return "rejected_budget"
@@ -137,10 +143,7 @@ export const make = Effect.gen(function*() {
       }
       const reason = (request.reason ?? options.reason ?? "").trim()
       if (reason === "" && settings.require_reason) {
-        return yield* new Errors.PolicyRejected({
-          message: "a reason is required: set 'reason' in the body (or 'metadata.reason', or the 'x-tidyllm-reason' header)",
-          rule: "require_reason"
-        })
+        return yield* reasonRequired()
       }
       const { model, model_id, provider } = yield* resolve(request)
       const max_tokens = request.max_tokens ?? Math.min(settings.default_max_tokens, model.max_output_tokens)
@@ -368,7 +371,7 @@ export const make = Effect.gen(function*() {
       const auditId = Ids.randomUuid()
       const reason = (request.reason ?? options.reason ?? "").trim()
       if (reason === "" && settings.require_reason) {
-        const e = new Errors.PolicyRejected({ message: "a reason is required: set 'reason' in the body (or the 'x-tidyllm-reason' header)", rule: "require_reason" })
+        const e = reasonRequired()
         yield* writeAudit(auditId, request, options, "(none)", started, rejectionOutcome(request, e))
         return yield* e
       }

@@ -1,0 +1,262 @@
+/**
+ * The composition root: from a validated `GatewayConfig`, the one place concrete adapters are
+ * chosen — model catalog, providers, store (Postgres or embedded PGlite, migrated at start-up),
+ * audit log, budget ledger, response cache, and gateways #1 and #2 on top. The server and the CLI
+ * both build their services from here.
+ */
+import { readFileSync, rmSync, writeFileSync } from "node:fs"
+import { hostname } from "node:os"
+import { FileSystem, Path } from "@effect/platform"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodePath from "@effect/platform-node/NodePath"
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Context, Duration, Effect, Layer, Option, Ref, Schema } from "effect"
+import type { Scope } from "effect"
+import { AiProcessingGateway, ResponseCache } from "@tidyllm/ai-processing"
+import { Config, Ids, ModelCatalog } from "@tidyllm/core"
+import { AuditLog, BudgetLedger, CorporateLlmGateway, LlmProviders, MockProvider } from "@tidyllm/corporate-llm"
+import { BedrockProvider } from "@tidyllm/providers"
+import { FileResponseCache } from "@tidyllm/store-objects"
+import { Migrator, PgAuditLog, PgBudgetLedger, PgClient, PgliteClient } from "@tidyllm/store-pg"
+import { ConfigError, type AwsCredentials } from "./config/Load.js"
+
+/** The validated configuration the services were built from. */
+export class AppConfig extends Context.Tag("@tidyllm/server/AppConfig")<AppConfig, Config.GatewayConfig>() {}
+
+/** Which database engine the store runs on. */
+export type Engine = "postgres" | "pglite" | "memory"
+
+/** What `/health/ready` and `diagnose` report about the store. */
+export interface ReadinessReport {
+  readonly ready: boolean
+  readonly engine: Engine
+  /** `true` once every migration file is applied. */
+  readonly migrated: boolean
+  /** `true` when the database answered `SELECT 1` just now. */
+  readonly database: boolean
+  readonly detail?: string | undefined
+}
+
+/** Readiness of the store: migrated, and the database answering. */
+export class Readiness extends Context.Tag("@tidyllm/server/Readiness")<Readiness, {
+  readonly engine: Engine
+  readonly check: Effect.Effect<ReadinessReport>
+}>() {}
+
+/** Options of the composition. */
+export interface Options {
+  /** Apply pending migrations when the store is built (default `true`; `--no-migrate` turns it off). */
+  readonly migrate?: boolean | undefined
+  /** What the config loader found about AWS credentials (marks Bedrock as configured in `/health`). */
+  readonly awsCredentials?: AwsCredentials | undefined
+  /** Directory of the migration files (default: the repository's `sql/`). */
+  readonly migrationsDirectory?: string | URL | undefined
+}
+
+/** Every error building the services can end with. */
+export type BuildError = SqlError | Migrator.MigrationError | ResponseCache.CacheError | ConfigError
+
+/** The providers gateway #1 knows how to build. */
+export const knownProviders: ReadonlyArray<string> = ["mock", "bedrock"]
+
+/** Provider names the configuration routes to (default, fallback, fallback backends). */
+const namedProviders = (config: Config.GatewayConfig): ReadonlyArray<string> => [
+  config.corporate_llm.default_provider,
+  ...(config.corporate_llm.fallback_provider === undefined ? [] : [config.corporate_llm.fallback_provider]),
+  ...config.ai_processing.fallback_backends
+]
+
+/** The model catalog: the built-in Bedrock models plus (or replaced by) `models` from the config. */
+export const catalog = (config: Config.GatewayConfig) => ModelCatalog.layer([...ModelCatalog.defaultModels, ...config.models])
+
+/**
+ * The providers: the mock always; Bedrock when it has a config section or is named as default,
+ * fallback or fallback backend. A name that no adapter serves stops start-up.
+ */
+export const providers = (config: Config.GatewayConfig, options: Options = {}): Layer.Layer<LlmProviders.LlmProviders, ConfigError> =>
+  Layer.scoped(LlmProviders.LlmProviders, Effect.gen(function*() {
+    const named = namedProviders(config)
+    const unknown = [...new Set(named.filter((n) => !knownProviders.includes(n)))]
+    if (unknown.length > 0) {
+      return yield* ConfigError.of("invalid configuration:", unknown.map((n) =>
+        `provider '${n}' is named in corporate_llm.default_provider / fallback_provider / ai_processing.fallback_backends but no adapter serves it (known: ${knownProviders.join(", ")})`
+      ))
+    }
+    const mock = MockProvider.make({ latency_ms: config.providers.mock.latency_ms })
+    const wantsBedrock = config.providers.bedrock !== undefined || named.includes("bedrock")
+    if (!wantsBedrock) return LlmProviders.make([mock])
+    const settings = config.providers.bedrock ?? Schema.decodeSync(Config.BedrockSettings)({})
+    const bedrock = yield* BedrockProvider.make(settings, { configured: options.awsCredentials !== undefined && options.awsCredentials !== "none" })
+    return LlmProviders.make([mock, bedrock])
+  }))
+
+/** The response cache: off, in memory, or files under `ai_processing.cache_dir`. */
+export const cache = (config: Config.GatewayConfig): Layer.Layer<ResponseCache.ResponseCache, ResponseCache.CacheError> =>
+  !config.ai_processing.enable_caching
+    ? ResponseCache.layerNone
+    : config.storage.cache === "memory"
+      ? ResponseCache.layerMemory
+      : FileResponseCache.layer(config.ai_processing.cache_dir)
+
+/** The `SqlClient`: Postgres at `storage.database_url`, else PGlite in `<data_dir>/pgdata`. */
+export const sqlClient = (config: Config.GatewayConfig): Layer.Layer<SqlClient.SqlClient, SqlError | ConfigError> => {
+  const url = config.storage.database_url
+  if (url !== undefined) {
+    return PgClient.layer({ url, poolSize: config.storage.pool_size })
+  }
+  return Layer.unwrapEffect(Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const dir = path.resolve(config.storage.data_dir)
+    yield* fs.makeDirectory(dir, { recursive: true }).pipe(
+      Effect.mapError((e) => ConfigError.of(`cannot create the data directory ${dir}:`, [`storage.data_dir: ${e.message}`]))
+    )
+    const pgdata = path.join(dir, "pgdata")
+    return PgliteClient.layer({ dataDir: pgdata }).pipe(Layer.provide(Layer.scopedDiscard(lockDataDir(pgdata))))
+  })).pipe(Layer.provide(Layer.merge(NodeFileSystem.layer, NodePath.layer)))
+}
+
+/** Data directories this process holds open. */
+const heldDirs = new Set<string>()
+
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    // EPERM: the process exists but belongs to someone else.
+    return typeof e === "object" && e !== null && "code" in e && e.code === "EPERM"
+  }
+}
+
+/**
+ * Takes `<pgdata>.lock` for the life of the scope. PGlite is one Postgres backend in this
+ * process: a second process (or a second instance here) on the same files would corrupt them.
+ * A lock left by a process that is gone is taken over.
+ */
+export const lockDataDir = (pgdata: string): Effect.Effect<void, ConfigError, Scope.Scope> => {
+  const file = `${pgdata}.lock`
+  const refuse = (holder: string) =>
+    ConfigError.of(`the embedded database ${pgdata} is in use by ${holder}:`, [
+      "PGlite serves one process at a time; stop the other one, set TIDYLLM_DATA_DIR to another directory, or set DATABASE_URL to share a Postgres server"
+    ])
+  return Effect.acquireRelease(
+    Effect.suspend(() => {
+      if (heldDirs.has(pgdata)) return Effect.fail(refuse("this process"))
+      for (let attempt = 0; attempt < 2; attempt++) {
+        try {
+          writeFileSync(file, `${process.pid}\n`, { flag: "wx" })
+          heldDirs.add(pgdata)
+          return Effect.void
+        } catch (e) {
+          if (!(typeof e === "object" && e !== null && "code" in e && e.code === "EEXIST")) {
+            return Effect.fail(ConfigError.of(`cannot lock the embedded database ${pgdata}:`, [String(e)]))
+          }
+          const pid = Number.parseInt(readFileSync(file, "utf8").trim(), 10)
+          if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) return Effect.fail(refuse(`process ${pid}`))
+          rmSync(file, { force: true })
+        }
+      }
+      return Effect.fail(refuse("another process"))
+    }),
+    () => Effect.sync(() => {
+      heldDirs.delete(pgdata)
+      rmSync(file, { force: true })
+    })
+  )
+}
+
+/**
+ * The store on a `SqlClient`: migrations (unless turned off), the audit log, the budget ledger
+ * (with a reaper freeing reservations of crashed replicas), and the readiness check.
+ */
+export const store = (config: Config.GatewayConfig, options: Options = {}): Layer.Layer<
+  SqlClient.SqlClient | AuditLog.AuditLog | BudgetLedger.BudgetLedger | Readiness,
+  BuildError
+> => {
+  const engine: Engine = config.storage.database_url === undefined ? "pglite" : "postgres"
+  const instanceId = `${hostname()}:${process.pid}:${Ids.randomUuid().slice(0, 8)}`
+  const readiness = Layer.effect(Readiness, Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const migrate = options.migrate ?? true
+    if (migrate) yield* Migrator.run(options.migrationsDirectory)
+    // Without `--no-migrate` the schema is current by now; with it, readiness waits until someone migrates.
+    const migrated = yield* Ref.make(migrate)
+    const pending = Effect.gen(function*() {
+      const files = yield* Migrator.load(options.migrationsDirectory)
+      const applied = new Set((yield* Migrator.applied).map((m) => m.name))
+      return files.filter((f) => !applied.has(f.name)).map((f) => f.name)
+    }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+    const check = Effect.gen(function*() {
+      const ping = yield* sql`SELECT 1 AS ok`.pipe(Effect.timeout(Duration.seconds(2)), Effect.either)
+      if (ping._tag === "Left") {
+        return { ready: false, engine, migrated: yield* Ref.get(migrated), database: false, detail: `database does not answer: ${ping.left.message}` } satisfies ReadinessReport
+      }
+      if (!(yield* Ref.get(migrated))) {
+        const left = yield* pending.pipe(Effect.either)
+        if (left._tag === "Left") return { ready: false, engine, migrated: false, database: true, detail: left.left.message } satisfies ReadinessReport
+        if (left.right.length > 0) {
+          return { ready: false, engine, migrated: false, database: true, detail: `pending migrations: ${left.right.join(", ")} (run \`tidyllm migrate\`)` } satisfies ReadinessReport
+        }
+        yield* Ref.set(migrated, true)
+      }
+      return { ready: true, engine, migrated: true, database: true } satisfies ReadinessReport
+    })
+    return { engine, check }
+  }))
+  // Gateway #1's layer runs the reaper of expired reservations.
+  const ledger = PgBudgetLedger.layer({ instanceId })
+  // Audit log and ledger are built after the migrations (they need the tables).
+  const ports = Layer.mergeAll(PgAuditLog.layer({ durability: config.corporate_llm.audit_durability }), ledger)
+  return ports.pipe(Layer.provideMerge(readiness), Layer.provideMerge(sqlClient(config)))
+}
+
+/** The services of the gateway chain, as the server and the CLI use them. */
+export type Services =
+  | AppConfig
+  | ModelCatalog.ModelCatalog
+  | LlmProviders.LlmProviders
+  | AuditLog.AuditLog
+  | BudgetLedger.BudgetLedger
+  | Readiness
+  | CorporateLlmGateway.CorporateLlmGateway
+  | AiProcessingGateway.AiProcessingGateway
+
+/** Gateways #1 and #2 over the given store (lets tests and the CLI swap the store). */
+export const gateways = <S, E>(
+  config: Config.GatewayConfig,
+  storeLayer: Layer.Layer<S | AuditLog.AuditLog | BudgetLedger.BudgetLedger | Readiness, E>,
+  options: Options = {}
+): Layer.Layer<S | Services, E | BuildError> => {
+  const base = Layer.mergeAll(catalog(config), providers(config, options), storeLayer, Layer.succeed(AppConfig, config))
+  const gw1 = CorporateLlmGateway.layer.pipe(
+    Layer.provide(Layer.succeed(CorporateLlmGateway.Settings, config.corporate_llm)),
+    Layer.provideMerge(base)
+  )
+  return AiProcessingGateway.layer.pipe(
+    Layer.provide(Layer.merge(Layer.succeed(AiProcessingGateway.Settings, config.ai_processing), cache(config))),
+    Layer.provideMerge(gw1)
+  )
+}
+
+/** The full service layer for `config`: store per `storage`, migrations applied unless `migrate: false`. */
+export const layer = (config: Config.GatewayConfig, options: Options = {}): Layer.Layer<Services | SqlClient.SqlClient, BuildError> =>
+  gateways(config, store(config, options), options)
+
+/** A store with no database (in-memory audit log and ledger, one process only), for demos and tests of the HTTP layer. */
+export const storeMemory: Layer.Layer<AuditLog.AuditLog | BudgetLedger.BudgetLedger | Readiness> = Layer.mergeAll(
+  AuditLog.layerMemory,
+  BudgetLedger.layerMemory,
+  Layer.succeed(Readiness, {
+    engine: "memory",
+    check: Effect.succeed<ReadinessReport>({ ready: true, engine: "memory", migrated: true, database: true, detail: "in-memory store (nothing is persisted)" })
+  })
+)
+
+/** The engine the store of `config` runs on, for log lines. */
+export const describeStore = (config: Config.GatewayConfig): string =>
+  Option.match(Option.fromNullable(config.storage.database_url), {
+    onNone: () => `embedded PGlite in ${config.storage.data_dir}/pgdata`,
+    onSome: () => "Postgres (DATABASE_URL)"
+  })

@@ -1,0 +1,48 @@
+/** Handlers of the native gateway API: `POST /v1/llm` (#1) and `POST /v1/ai` (#2). */
+import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import type { HttpServerRequest } from "@effect/platform"
+import { Effect, FiberRef } from "effect"
+import { AiProcessingGateway } from "@tidyllm/ai-processing"
+import { LlmRequest, ModelCatalog } from "@tidyllm/core"
+import { CorporateLlmGateway } from "@tidyllm/corporate-llm"
+import { Api } from "../Api.js"
+import { AppConfig } from "../Layers.js"
+import { decoder, readJson } from "../http/Body.js"
+import { ensureKnown } from "../http/Catalog.js"
+import { errorResponse, type ApiFailure } from "../http/Errors.js"
+import { callContext, currentRequestId } from "../http/RequestContext.js"
+
+// The native API is strict: an unknown field is more likely a typo (`resaon`) than something to ignore.
+const decodeLlm = decoder(LlmRequest.LLMRequest, { exact: true })
+const decodeAi = decoder(LlmRequest.AIRequest, { exact: true })
+
+/** The gateway handlers. */
+export const GatewayHttp = HttpApiBuilder.group(Api, "gateway", (handlers) =>
+  Effect.gen(function*() {
+    const gw1 = yield* CorporateLlmGateway.CorporateLlmGateway
+    const gw2 = yield* AiProcessingGateway.AiProcessingGateway
+    const catalog = yield* ModelCatalog.ModelCatalog
+    const maxBody = (yield* AppConfig).server.max_body_bytes
+
+    const serve = <A>(
+      httpRequest: HttpServerRequest.HttpServerRequest,
+      decode: (u: unknown) => Effect.Effect<A, ApiFailure>,
+      run: (request: A, context: LlmRequest.CallContext) => Effect.Effect<LlmRequest.LLMResponse, ApiFailure>
+    ) =>
+      Effect.gen(function*() {
+        const requestId = yield* FiberRef.get(currentRequestId)
+        return yield* readJson(httpRequest, maxBody).pipe(
+          Effect.flatMap(decode),
+          Effect.flatMap((request) => run(request, callContext(httpRequest, requestId))),
+          Effect.map((response) => HttpServerResponse.unsafeJson(response)),
+          Effect.catchAll((e) => Effect.succeed(errorResponse(e, requestId)))
+        )
+      })
+
+    return handlers
+      .handleRaw("llm", ({ request }) =>
+        serve(request, decodeLlm, (r, context) => Effect.map(gw1.process(r, context), (a) => a.response)))
+      .handleRaw("ai", ({ request }) =>
+        serve(request, decodeAi, (r, context) => Effect.zipRight(ensureKnown(catalog, r.model), gw2.process(r, context))))
+  })
+)

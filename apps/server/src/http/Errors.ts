@@ -1,0 +1,59 @@
+/**
+ * Errors as the API renders them: `{"error": {"type", "message", "request_id", …}}` with the HTTP
+ * status the error carries — the shape OpenAI clients parse (`type`, `message`, `param`, `code`).
+ */
+import { HttpServerResponse } from "@effect/platform"
+import { Schema } from "effect"
+import { Errors } from "@tidyllm/core"
+
+/** The request body is larger than `server.max_body_bytes`. */
+export class RequestTooLarge extends Schema.TaggedError<RequestTooLarge>()("RequestTooLarge", {
+  message: Schema.String,
+  limit_bytes: Schema.Number
+}) {
+  get type() { return "request_too_large" as const }
+  get status() { return 413 }
+}
+
+/** No route matches the method and path. */
+export class NotFound extends Schema.TaggedError<NotFound>()("NotFound", {
+  message: Schema.String
+}) {
+  get type() { return "not_found" as const }
+  get status() { return 404 }
+}
+
+/** A bug: something failed that should not have. The details go to the log, not to the client. */
+export class InternalError extends Schema.TaggedError<InternalError>()("InternalError", {
+  message: Schema.String
+}) {
+  get type() { return "internal_error" as const }
+  get status() { return 500 }
+}
+
+/** Every error a handler renders. */
+export type ApiFailure = Errors.GatewayError | RequestTooLarge | NotFound | InternalError
+
+/** The error body, for the OpenAPI document. */
+export const ErrorBody = Schema.Struct({
+  error: Schema.Struct({
+    type: Schema.String,
+    message: Schema.String,
+    request_id: Schema.String,
+    /** The offending field (OpenAI's name for it), when one can be named. */
+    param: Schema.NullOr(Schema.String),
+    code: Schema.NullOr(Schema.String)
+  }, { key: Schema.String, value: Schema.Unknown })
+}).annotations({ identifier: "Error", description: "An error: a stable `error.type`, a message and the request id, plus fields specific to the type (`attempts`, `field`, `scope`, …)." })
+
+/** The JSON body of an error: its own fields (`field`, `attempts`, `scope`, …) beside type, message and request id. */
+export const errorBody = (e: ApiFailure, requestId: string): { readonly error: Readonly<Record<string, unknown>> } => {
+  const { _tag, message, ...extra } = e as ApiFailure & Record<string, unknown>
+  const param = e._tag === "InvalidRequest" ? e.field ?? null : null
+  const code = e._tag === "PolicyRejected" ? e.rule : e._tag === "ProviderError" ? e.kind : null
+  return { error: { type: e.type, message, request_id: requestId, param, code, ...extra } }
+}
+
+/** The HTTP response of an error. */
+export const errorResponse = (e: ApiFailure, requestId: string): HttpServerResponse.HttpServerResponse =>
+  HttpServerResponse.unsafeJson(errorBody(e, requestId), { status: e.status })

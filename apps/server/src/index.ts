@@ -1,0 +1,5 @@
+export * as Api from "./Api.js"
+export * as Layers from "./Layers.js"
+export * as Load from "./config/Load.js"
+export * as Server from "./Server.js"
+export * as Testing from "./Testing.js"
