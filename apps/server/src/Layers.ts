@@ -15,7 +15,7 @@ import { Context, Duration, Effect, Layer, Option, Ref, Schema } from "effect"
 import type { Scope } from "effect"
 import { AiProcessingGateway, ResponseCache } from "@tidyllm/ai-processing"
 import { Config, Ids, ModelCatalog } from "@tidyllm/core"
-import { AuditLog, BudgetLedger, CorporateLlmGateway, LlmProviders, MockProvider } from "@tidyllm/corporate-llm"
+import { AuditLog, BudgetLedger, BudgetSlices, CorporateLlmGateway, LlmProviders, MockProvider } from "@tidyllm/corporate-llm"
 import { BedrockProvider } from "@tidyllm/providers"
 import { FileResponseCache } from "@tidyllm/store-objects"
 import { Migrator, PgAuditLog, PgBudgetLedger, PgClient, PgliteClient } from "@tidyllm/store-pg"
@@ -206,7 +206,12 @@ export const store = (config: Config.GatewayConfig, options: Options = {}): Laye
     return { engine, check }
   }))
   // Gateway #1's layer runs the reaper of expired reservations.
-  const ledger = PgBudgetLedger.layer({ instanceId })
+  const fraction = config.corporate_llm.budget_slice_fraction
+  const ledger = fraction > 0
+    ? Layer.scoped(BudgetLedger.BudgetLedger, Effect.flatMap(BudgetLedger.BudgetLedger, (base) => BudgetSlices.make(base, { fraction }))).pipe(
+      Layer.provide(PgBudgetLedger.layer({ instanceId }))
+    )
+    : PgBudgetLedger.layer({ instanceId })
   // Audit log and ledger are built after the migrations (they need the tables).
   const ports = Layer.mergeAll(PgAuditLog.layer({ durability: config.corporate_llm.audit_durability }), ledger)
   return ports.pipe(Layer.provideMerge(readiness), Layer.provideMerge(sqlClient(config)))

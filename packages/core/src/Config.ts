@@ -28,6 +28,12 @@ export const CorporateLlmSettings = Schema.Struct({
   default_max_tokens: dflt(Schema.Int.pipe(Schema.positive()), () => 1024),
   /** Model used when a request names none. */
   default_model: dflt(Name, () => "claude-3-haiku"),
+  /**
+   * Budget slices: a replica leases this fraction of each budget's limit at a time and reserves
+   * against the lease in memory, touching the database once per slice instead of twice per
+   * request. `0` reserves every request in the database.
+   */
+  budget_slice_fraction: dflt(Schema.Number.pipe(Schema.finite(), Schema.between(0, 1)), () => 0.01),
   /** How long a reservation may stay open before the reaper releases it (crashed replica). */
   reservation_ttl_seconds: dflt(PositiveNumber, () => 900)
 })

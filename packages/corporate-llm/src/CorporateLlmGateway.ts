@@ -436,7 +436,7 @@ export const layerTest = (settings: Partial<Config.CorporateLlmSettings> = {}) =
       Layer.succeed(Settings, {
         default_provider: "mock", budget_limit_daily_usd: 100, max_cost_per_request_usd: 5, audit_level: "redacted",
         audit_durability: "sync", require_reason: true, default_max_tokens: 1024, default_model: "claude-3-haiku",
-        reservation_ttl_seconds: 900, ...settings
+        reservation_ttl_seconds: 900, budget_slice_fraction: 0, ...settings
       }),
       ModelCatalog.layer(),
       LlmProviders.layerMock(),

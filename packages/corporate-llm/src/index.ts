@@ -1,5 +1,6 @@
 export * as AuditLog from "./AuditLog.js"
 export * as BudgetLedger from "./BudgetLedger.js"
+export * as BudgetSlices from "./BudgetSlices.js"
 export * as CorporateLlmGateway from "./CorporateLlmGateway.js"
 export * as LlmProvider from "./LlmProvider.js"
 export * as LlmProviders from "./LlmProviders.js"
