@@ -14,9 +14,9 @@ const table = {
   "session-manager": [["core"], /^effect(\/|$)/, true],
   heiros: [["core"], /^effect(\/|$)/, true],
   "workflow-optimizer": [["core", "ai-processing", "session-manager", "heiros"], /^effect(\/|$)/, true],
-  providers: [["core", "corporate-llm"], /^(effect|@aws-sdk\/|@smithy\/)/, false],
+  providers: [["core", "corporate-llm"], /^effect(\/|$)|^(@aws-sdk|@smithy)\//, false],
   "store-pg": [ports, /^(effect|@effect\/(sql|sql-pg|platform|experimental)|@electric-sql\/pglite)(\/|$)/, false],
-  "store-objects": [ports, /^(effect|@effect\/platform|@effect\/platform-node|@aws-sdk\/|@smithy\/|ioredis)(\/|$)/, false]
+  "store-objects": [ports, /^(effect|@effect\/platform|@effect\/platform-node|ioredis)(\/|$)|^(@aws-sdk|@smithy)\//, false]
 }
 const io = /^(node:)?(fs|fs\/promises|child_process|net|tls|http|https|http2|dgram|worker_threads|process)$|^(pg|pg-pool|ioredis|redis|undici|@aws-sdk\/.*|@smithy\/.*|@effect\/sql.*|@effect\/platform.*|@electric-sql\/.*|openai|@anthropic-ai\/.*)$/
 const nodeBuiltinOk = /^node:(crypto|path|url|util|buffer|events|stream|timers|os)$/

@@ -1,1 +1,3 @@
 export * as ObjectStore from "./ObjectStore.js"
+export * as UnifiedSessionManager from "./UnifiedSessionManager.js"
+export * as WorkflowAudit from "./WorkflowAudit.js"
