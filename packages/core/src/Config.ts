@@ -77,6 +77,36 @@ export const ProvidersSettings = Schema.Struct({
 })
 export type ProvidersSettings = typeof ProvidersSettings.Type
 
+/** Settings of gateway #3 (names as in the build guide). */
+export const WorkflowOptimizerSettings = Schema.Struct({
+  optimization_level: dflt(Schema.Literal("low", "medium", "high"), () => "medium" as const),
+  enable_auto_fix: dflt(Schema.Boolean, () => true),
+  enable_compliance_mode: dflt(Schema.Boolean, () => true),
+  max_optimization_iterations: dflt(Schema.Int.pipe(Schema.between(1, 100)), () => 10),
+  enable_hierarchical_dag: dflt(Schema.Boolean, () => true),
+  dag_max_depth: dflt(Schema.Int.pipe(Schema.between(1, 100)), () => 10),
+  enable_flow_agreements: dflt(Schema.Boolean, () => true),
+  bottleneck_threshold: dflt(Schema.Number.pipe(Schema.finite(), Schema.between(0, 1)), () => 0.8),
+  compliance_frameworks: dflt(Schema.Array(Schema.Literal("SOX", "GDPR", "Internal")), () => ["SOX", "GDPR", "Internal"] as const),
+  enable_approval_workflows: dflt(Schema.Boolean, () => true),
+  risk_assessment_required: dflt(Schema.Boolean, () => true),
+  approval_timeout_days: dflt(Schema.Number.pipe(Schema.finite(), Schema.positive()), () => 7),
+  flow_config: dflt(Schema.Struct({
+    require_stakeholder_approval: dflt(Schema.Boolean, () => true)
+  }), () => ({ require_stakeholder_approval: true }))
+})
+export type WorkflowOptimizerSettings = typeof WorkflowOptimizerSettings.Type
+
+/** S3 object storage (workflows and artefacts); without a bucket they live in a local directory. */
+export const S3Settings = Schema.Struct({
+  bucket: Name,
+  prefix: dflt(Schema.String, () => ""),
+  region: dflt(Name, () => "us-east-1"),
+  endpoint: Schema.optional(Name),
+  force_path_style: dflt(Schema.Boolean, () => false)
+})
+export type S3Settings = typeof S3Settings.Type
+
 /** Where data lives. */
 export const StorageSettings = Schema.Struct({
   /** Postgres URL; without it the data lives in embedded PGlite under `data_dir`. */
@@ -84,6 +114,8 @@ export const StorageSettings = Schema.Struct({
   data_dir: dflt(Name, () => ".tidyllm"),
   /** Response cache backend. */
   cache: dflt(Schema.Literal("file", "memory"), () => "file" as const),
+  /** Object storage for workflows: S3 when set (env S3_BUCKET, S3_ENDPOINT, S3_PREFIX), else `<data_dir>/objects`. */
+  s3: Schema.optional(S3Settings),
   /** Postgres connection pool size. */
   pool_size: dflt(Schema.Int.pipe(Schema.between(1, 200)), () => 10)
 })
@@ -102,7 +134,7 @@ export type ServerSettings = typeof ServerSettings.Type
 export const GatewayConfig = Schema.Struct({
   corporate_llm: dflt(CorporateLlmSettings, () => Schema.decodeSync(CorporateLlmSettings)({})),
   ai_processing: dflt(AiProcessingSettings, () => Schema.decodeSync(AiProcessingSettings)({})),
-  workflow_optimizer: dflt(Schema.Record({ key: Schema.String, value: Schema.Unknown }), () => ({})),
+  workflow_optimizer: dflt(WorkflowOptimizerSettings, () => Schema.decodeSync(WorkflowOptimizerSettings)({})),
   providers: dflt(ProvidersSettings, () => Schema.decodeSync(ProvidersSettings)({})),
   /** Catalog entries added to (or replacing, by id) the built-in Bedrock catalog. */
   models: dflt(Schema.Array(ModelEntry), () => []),
