@@ -1,2 +1,6 @@
-// HeirOS (hierarchical DAG, analysis, flow agreements) arrives with issue #3.
-export {}
+export * as AgreementStore from "./AgreementStore.js"
+export * as Analyze from "./Analyze.js"
+export * as FlowAgreement from "./FlowAgreement.js"
+export * as Optimize from "./Optimize.js"
+export * as Validate from "./Validate.js"
+export * as Workflow from "./Workflow.js"
