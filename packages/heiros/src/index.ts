@@ -1,6 +1,7 @@
 export * as AgreementStore from "./AgreementStore.js"
 export * as Analyze from "./Analyze.js"
 export * as FlowAgreement from "./FlowAgreement.js"
+export * as Generate from "./Generate.js"
 export * as Optimize from "./Optimize.js"
 export * as Validate from "./Validate.js"
 export * as Workflow from "./Workflow.js"

@@ -3,7 +3,7 @@ import { Either } from "effect"
 import * as Analyze from "../src/Analyze.js"
 import type * as Workflow from "../src/Workflow.js"
 import { catalog, diagnostic, diamond, fanOutIn, fullSystemTest, nested, t } from "./fixtures.js"
-import { generate } from "./generate.js"
+import { generate } from "../src/Generate.js"
 
 const options: Analyze.Options = { catalog }
 const analyze = (def: unknown, over: Partial<Analyze.Options> = {}) => Either.getOrThrow(Analyze.analyze(def, { ...options, ...over }))

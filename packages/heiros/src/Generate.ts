@@ -1,5 +1,5 @@
-/** Generated workflow definitions for benchmarks and property tests. */
-import type * as Workflow from "../src/Workflow.js"
+/** Synthetic workflow definitions (deterministic), for benchmarks, load tests and property tests. */
+import type * as Workflow from "./Workflow.js"
 
 const kinds = ["transform", "ai_analysis", "classify", "process", "summarize", "validate"] as const
 
