@@ -303,12 +303,23 @@ layer(ServerLive, { excludeTestServices: true, timeout: "120 seconds" })("server
         ["every-2", "/v1/chat/completions", { model: "claude-3-haiku", messages: messages("audit me"), stream: true }, { "x-tidyllm-reason": "audit" }],
         ["every-3", "/v1/chat/completions", { model: "claude-3-haiku", messages: messages("no reason") }, {}],
         ["every-4", "/v1/llm", { prompt: "audit me too", reason: "audit", max_tokens: 999_999 }, {}],
-        ["every-5", "/v1/ai", { prompt: "audit me three", reason: "audit" }, {}]
+        ["every-5", "/v1/ai", { prompt: "audit me three", reason: "audit" }, {}],
+        // Refused before a gateway could read them: audited all the same.
+        ["every-6", "/v1/chat/completions", { model: "gpt-99-turbo", messages: messages("unknown model") }, { "x-tidyllm-reason": "audit" }],
+        ["every-7", "/v1/chat/completions", { model: "claude-3-haiku", messages: messages("x"), n: 3 }, { "x-tidyllm-reason": "audit" }],
+        ["every-8", "/v1/llm", { prompt: 42, reason: "audit", model: "claude-3-haiku" }, {}],
+        ["every-9", "/v1/ai", { prompt: "x", reason: "audit", temperature: "hot" }, {}]
       ]
       for (const [id, path, body, headers] of cases) {
         yield* post(url, path, body, { ...headers, "x-request-id": id })
         const rows = yield* auditRows(id)
         expect(rows, `${id} ${path}`).toHaveLength(1)
       }
+      const rejected = yield* auditRows("every-8")
+      expect(rejected[0]).toMatchObject({ status: "rejected_policy", error_type: "invalid_request_error", model: "claude-3-haiku", reason: "audit" })
+      expect((yield* auditRows("every-6"))[0]).toMatchObject({ status: "rejected_policy", error_type: "model_not_found", model: "gpt-99-turbo" })
+      const notJson = yield* request(url, "/v1/llm", { method: "POST", body: "{oops", headers: { "x-request-id": "every-10" } })
+      expect(notJson.status).toBe(400)
+      expect((yield* auditRows("every-10")).map((r) => r.status)).toEqual(["rejected_policy"])
     }))
 })

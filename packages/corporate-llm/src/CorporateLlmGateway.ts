@@ -68,6 +68,11 @@ export interface Service {
   readonly processStream: (request: LlmRequest.LLMRequest, options: CallOptions) => Stream.Stream<StreamEvent, Errors.GatewayError>
   /** Audits an answer served from gateway #2's cache (cost zero); returns the audit id. */
   readonly recordCacheHit: (request: LlmRequest.LLMRequest, options: CallOptions, hit: CacheHit) => Effect.Effect<string, Errors.StoreUnavailable | Errors.PolicyRejected>
+  /**
+   * Audits a request refused before it could be read as one (malformed body, too large, bad
+   * fields), so that no request goes without its row; fails only when the audit store does.
+   */
+  readonly recordRejection: (raw: unknown, options: CallOptions, error: { readonly type: string; readonly message: string }) => Effect.Effect<string, Errors.StoreUnavailable>
   /** The provider and model a request would use, resolved as `process` resolves them. */
   readonly resolve: (request: LlmRequest.LLMRequest) => Effect.Effect<{ provider: string; model: ModelCatalog.ModelEntry; model_id: string }, Errors.InvalidRequest | Errors.UnknownModel>
   /** The global daily budget scope. */
@@ -381,6 +386,28 @@ export const make = Effect.gen(function*() {
       return auditId
     })
 
+  const recordRejection = (raw: unknown, options: CallOptions, error: { readonly type: string; readonly message: string }) =>
+    Effect.gen(function*() {
+      const started = yield* Clock.currentTimeMillis
+      const auditId = Ids.randomUuid()
+      const field = (name: string): string | undefined => {
+        const v = typeof raw === "object" && raw !== null ? (raw as Record<string, unknown>)[name] : undefined
+        return typeof v === "string" && v.length <= 200 ? v : undefined
+      }
+      // The body was not a request: nothing of it is stored but the names it gave, if readable.
+      const request: LlmRequest.LLMRequest = { messages: [] }
+      const reason = (field("reason") ?? options.reason ?? "").trim()
+      yield* writeAudit(auditId, request, options, reason === "" ? "(none)" : reason, started, {
+        status: "rejected_policy",
+        provider: field("provider") ?? settings.default_provider,
+        model: field("model") ?? "(unknown)",
+        usage: { input_tokens: 0, output_tokens: 0 },
+        cost: Money.zero,
+        error: { type: error.type, message: error.message.slice(0, 1000) }
+      })
+      return auditId
+    })
+
   const health = Effect.gen(function*() {
     const entries = yield* Effect.forEach(providers.all, (p) => Effect.map(p.health, (h) => [p.name, { ...h, mock: p.mock }] as const))
     const status = yield* ledger.status([globalScope]).pipe(Effect.option)
@@ -403,6 +430,7 @@ export const make = Effect.gen(function*() {
     process,
     processStream,
     recordCacheHit,
+    recordRejection,
     resolve: (request) => Effect.map(resolve(request), (r) => ({ provider: r.provider.name, model: r.model, model_id: r.model_id })),
     scopes,
     health,

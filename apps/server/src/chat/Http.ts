@@ -3,11 +3,12 @@ import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import type { HttpServerRequest } from "@effect/platform"
 import { Chunk, Effect, FiberRef, Option, Stream } from "effect"
 import { AiProcessingGateway } from "@tidyllm/ai-processing"
+import { CorporateLlmGateway } from "@tidyllm/corporate-llm"
 import { Ids, ModelCatalog, type LlmRequest } from "@tidyllm/core"
 import { Api } from "../Api.js"
 import { AppConfig } from "../Layers.js"
 import { readJson, decoder } from "../http/Body.js"
-import { ensureKnown } from "../http/Catalog.js"
+import { audited } from "../http/Rejection.js"
 import { errorResponse, type ApiFailure } from "../http/Errors.js"
 import { callContext, currentRequestId } from "../http/RequestContext.js"
 import { ChatCompletionRequest } from "./Api.js"
@@ -20,6 +21,7 @@ const decodeRequest = decoder(ChatCompletionRequest)
 export const ChatHttp = HttpApiBuilder.group(Api, "chat", (handlers) =>
   Effect.gen(function*() {
     const gateway = yield* AiProcessingGateway.AiProcessingGateway
+    const gw1 = yield* CorporateLlmGateway.CorporateLlmGateway
     const catalog = yield* ModelCatalog.ModelCatalog
     const config = yield* AppConfig
     const maxBody = config.server.max_body_bytes
@@ -56,11 +58,10 @@ export const ChatHttp = HttpApiBuilder.group(Api, "chat", (handlers) =>
       Effect.gen(function*() {
         const requestId = yield* FiberRef.get(currentRequestId)
         return yield* Effect.gen(function*() {
-          const json = yield* readJson(httpRequest, maxBody)
-          const body = yield* decodeRequest(json)
-          const request = yield* Convert.toAiRequest(body)
-          yield* ensureKnown(catalog, request.model)
           const context = callContext(httpRequest, requestId)
+          const json = yield* readJson(httpRequest, maxBody).pipe(Effect.catchAll(audited(gw1, context, undefined)))
+          const body = yield* decodeRequest(json).pipe(Effect.catchAll(audited(gw1, context, json)))
+          const request = yield* Convert.toAiRequest(body).pipe(Effect.catchAll(audited(gw1, context, json)))
           return body.stream === true
             ? yield* stream(request, context, body.stream_options?.include_usage === true)
             : yield* complete(request, context)

@@ -3,12 +3,12 @@ import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import type { HttpServerRequest } from "@effect/platform"
 import { Effect, FiberRef } from "effect"
 import { AiProcessingGateway } from "@tidyllm/ai-processing"
-import { LlmRequest, ModelCatalog } from "@tidyllm/core"
+import { LlmRequest } from "@tidyllm/core"
 import { CorporateLlmGateway } from "@tidyllm/corporate-llm"
 import { Api } from "../Api.js"
 import { AppConfig } from "../Layers.js"
 import { decoder, readJson } from "../http/Body.js"
-import { ensureKnown } from "../http/Catalog.js"
+import { audited } from "../http/Rejection.js"
 import { errorResponse, type ApiFailure } from "../http/Errors.js"
 import { callContext, currentRequestId } from "../http/RequestContext.js"
 
@@ -21,7 +21,6 @@ export const GatewayHttp = HttpApiBuilder.group(Api, "gateway", (handlers) =>
   Effect.gen(function*() {
     const gw1 = yield* CorporateLlmGateway.CorporateLlmGateway
     const gw2 = yield* AiProcessingGateway.AiProcessingGateway
-    const catalog = yield* ModelCatalog.ModelCatalog
     const maxBody = (yield* AppConfig).server.max_body_bytes
 
     const serve = <A>(
@@ -31,9 +30,11 @@ export const GatewayHttp = HttpApiBuilder.group(Api, "gateway", (handlers) =>
     ) =>
       Effect.gen(function*() {
         const requestId = yield* FiberRef.get(currentRequestId)
+        const context = callContext(httpRequest, requestId)
         return yield* readJson(httpRequest, maxBody).pipe(
-          Effect.flatMap(decode),
-          Effect.flatMap((request) => run(request, callContext(httpRequest, requestId))),
+          Effect.catchAll(audited(gw1, context, undefined)),
+          Effect.flatMap((json) => Effect.catchAll(decode(json), audited(gw1, context, json))),
+          Effect.flatMap((request) => run(request, context)),
           Effect.map((response) => HttpServerResponse.unsafeJson(response)),
           Effect.catchAll((e) => Effect.succeed(errorResponse(e, requestId)))
         )
@@ -43,6 +44,6 @@ export const GatewayHttp = HttpApiBuilder.group(Api, "gateway", (handlers) =>
       .handleRaw("llm", ({ request }) =>
         serve(request, decodeLlm, (r, context) => Effect.map(gw1.process(r, context), (a) => a.response)))
       .handleRaw("ai", ({ request }) =>
-        serve(request, decodeAi, (r, context) => Effect.zipRight(ensureKnown(catalog, r.model), gw2.process(r, context))))
+        serve(request, decodeAi, (r, context) => gw2.process(r, context)))
   })
 )
