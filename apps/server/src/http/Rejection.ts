@@ -2,7 +2,7 @@
 import { Effect } from "effect"
 import type { LlmRequest } from "@tidyllm/core"
 import type { CorporateLlmGateway } from "@tidyllm/corporate-llm"
-import { type ApiFailure, typeOf } from "./Errors.js"
+import { type ApiFailure, errorBody } from "./Errors.js"
 
 /**
  * Fails with `error` after auditing it as a rejected request; when the audit store is down the
@@ -10,4 +10,4 @@ import { type ApiFailure, typeOf } from "./Errors.js"
  */
 export const audited = (gw1: CorporateLlmGateway.Service, context: LlmRequest.CallContext, raw: unknown) =>
   (error: ApiFailure): Effect.Effect<never, ApiFailure> =>
-    gw1.recordRejection(raw, context, { type: typeOf(error), message: error.message }).pipe(Effect.zipRight(Effect.fail(error)))
+    gw1.recordRejection(raw, context, { type: String(errorBody(error, context.request_id).error["type"]), message: error.message }).pipe(Effect.zipRight(Effect.fail(error)))
