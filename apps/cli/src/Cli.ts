@@ -9,12 +9,14 @@ import type { CliApp } from "@effect/cli"
 import { Cause, Console, Effect, Logger, LogLevel } from "effect"
 import type { CliEnvironment } from "./CliEnvironment.js"
 import { EXIT_FAILURE, report, UsageError } from "./CliError.js"
+import * as Agreements from "./commands/Agreements.js"
 import * as Ask from "./commands/Ask.js"
 import * as Audit from "./commands/Audit.js"
 import * as Budget from "./commands/Budget.js"
 import * as Diagnose from "./commands/Diagnose.js"
 import * as Migrate from "./commands/Migrate.js"
 import * as Serve from "./commands/Serve.js"
+import * as Workflow from "./commands/Workflow.js"
 import { root } from "./Root.js"
 
 /** The version `tidyllm --version` prints. */
@@ -22,9 +24,9 @@ export const version = "0.1.0"
 
 /** The command tree. */
 export const command = root.pipe(
-  Command.withHandler(() => new UsageError({ message: "no command given: tidyllm [--config <file>] <serve|ask|migrate|diagnose|budget|audit tail> … (tidyllm --help lists them)" })),
+  Command.withHandler(() => new UsageError({ message: "no command given: tidyllm [--config <file>] <serve|ask|migrate|diagnose|budget|audit tail|workflow|agreements> … (tidyllm --help lists them)" })),
   Command.withDescription("TidyLLM Gateway: a corporate LLM gateway with budgets, audit, caching and failover"),
-  Command.withSubcommands([Serve.command, Ask.command, Migrate.command, Diagnose.command, Budget.command, Audit.command])
+  Command.withSubcommands([Serve.command, Ask.command, Migrate.command, Diagnose.command, Budget.command, Audit.command, Workflow.command, Agreements.command])
 )
 
 const cli = Command.run(command, { name: "tidyllm", version })
@@ -56,12 +58,27 @@ export const hoistGlobalOptions = (args: ReadonlyArray<string>): ReadonlyArray<s
 }
 
 /**
+ * `tidyllm workflow get <id> --version N`: @effect/cli reads `--version` anywhere as its built-in
+ * (print the CLI's version), so after `workflow get` it is passed on as `--revision`.
+ */
+export const renameVersionOption = (args: ReadonlyArray<string>): ReadonlyArray<string> => {
+  const at = args.findIndex((a, i) => a === "workflow" && args[i + 1] === "get")
+  if (at < 0) return args
+  return args.map((a, i) => {
+    if (i <= at + 1) return a
+    if (a === "--version") return "--revision"
+    if (a.startsWith("--version=")) return `--revision=${a.slice("--version=".length)}`
+    return a
+  })
+}
+
+/**
  * Runs the CLI on `args` (the arguments after the executable, as in `process.argv.slice(2)`)
  * and returns the exit code. Failures are reported on stderr as `error: <type>: <message>`.
  */
 export const run = (args: ReadonlyArray<string>): Effect.Effect<number, never, CliApp.CliApp.Environment | CliEnvironment> =>
   // @effect/cli expects a whole argv: it drops the first two entries (runtime and script).
-  cli(["node", "tidyllm", ...hoistGlobalOptions(args)]).pipe(
+  cli(["node", "tidyllm", ...renameVersionOption(hoistGlobalOptions(args))]).pipe(
     Effect.as(0),
     Effect.catchAll((error: unknown) => {
       const r = report(error)

@@ -34,7 +34,14 @@ const typeByTag: Record<string, string> = {
   CacheError: "cache",
   SystemError: "system",
   BadArgument: "system",
-  ServeError: "server"
+  ServeError: "server",
+  ObjectStoreError: "storage",
+  InvalidWorkflowKey: "invalid_request_error",
+  InvalidWorkflowData: "invalid_request_error",
+  WorkflowNotFound: "not_found",
+  VersionNotFound: "not_found",
+  VersionConflict: "conflict",
+  CorruptWorkflowObject: "storage"
 }
 
 /** How `error` is reported. */
@@ -58,6 +65,16 @@ export const report = (error: unknown): Report => {
     for (const a of error.attempts as ReadonlyArray<unknown>) {
       if (Predicate.hasProperty(a, "backend") && Predicate.hasProperty(a, "attempt") && Predicate.hasProperty(a, "message")) {
         lines.push(`  attempt ${String(a.attempt)} on ${String(a.backend)}: ${String(a.message)}`)
+      }
+    }
+  }
+  // The issues of a workflow that cannot be analysed or optimised.
+  if (Predicate.hasProperty(error, "issues") && Array.isArray(error.issues)) {
+    for (const i of error.issues as ReadonlyArray<unknown>) {
+      if (Predicate.hasProperty(i, "code") && Predicate.hasProperty(i, "message")) {
+        const path = Predicate.hasProperty(i, "path") && typeof i.path === "string" && i.path !== "" ? ` ${i.path}` : ""
+        const severity = Predicate.hasProperty(i, "severity") ? String(i.severity) : "error"
+        lines.push(`  ${severity} ${String(i.code)}${path} — ${String(i.message)}`)
       }
     }
   }

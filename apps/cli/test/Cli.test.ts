@@ -207,7 +207,9 @@ describe("usage errors", () => {
         [["frobnicate"], "Invalid subcommand for tidyllm"],
         [["ask"], "<prompt>"],
         [["ask", "hi", "--reason", "x", "--bogus"], "--bogus"],
-        [["diagnose", "--level", "3"], "1, 2"],
+        [["diagnose", "--level", "4"], "1, 2, 3"],
+        [["workflow"], "workflow needs a subcommand"],
+        [["agreements", "reject", "00000000-0000-4000-8000-000000000000", "--as", "bob"], "--comment is required"],
         [["audit"], "audit needs a subcommand"],
         [["audit", "tail", "--limit", "many"], "many"]
       ]

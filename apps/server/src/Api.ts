@@ -1,15 +1,19 @@
 /** The whole HTTP contract of the server (served as OpenAPI at `/docs`). */
 import { HttpApi, OpenApi } from "@effect/platform"
+import { AgreementsApi } from "./agreements/Api.js"
 import { ChatApi } from "./chat/Api.js"
 import { GatewayApi } from "./gateway/Api.js"
 import { HealthApi } from "./health/Api.js"
 import { ModelsApi } from "./models/Api.js"
+import { WorkflowsApi } from "./workflows/Api.js"
 
 /** The TidyLLM Gateway API. */
 export class Api extends HttpApi.make("tidyllm")
   .add(ChatApi)
   .add(GatewayApi)
   .add(ModelsApi)
+  .add(WorkflowsApi)
+  .add(AgreementsApi)
   .add(HealthApi)
   .annotate(OpenApi.Title, "TidyLLM Gateway")
-  .annotate(OpenApi.Description, "A corporate LLM gateway: OpenAI-compatible chat completions plus the native gateway API. Identity for now: `x-tidyllm-user`, `x-tidyllm-team` headers; every request needs a reason.") {}
+  .annotate(OpenApi.Description, "A corporate LLM gateway: OpenAI-compatible chat completions plus the native gateway API. Identity for now: `x-tidyllm-user`, `x-tidyllm-team` and (for flow agreements) `x-tidyllm-role` headers; every request needs a reason.") {}

@@ -1,24 +1,28 @@
 /**
  * The composition root: from a validated `GatewayConfig`, the one place concrete adapters are
  * chosen — model catalog, providers, store (Postgres or embedded PGlite, migrated at start-up),
- * audit log, budget ledger, response cache, and gateways #1 and #2 on top. The server and the CLI
- * both build their services from here.
+ * audit log, budget ledger, response cache, object store, workflow audit, agreement store, and
+ * gateways #1, #2 and #3 on top. The server and the CLI both build their services from here.
  */
 import { readFileSync, rmSync, writeFileSync } from "node:fs"
 import { hostname } from "node:os"
+import * as nodePath from "node:path"
 import { FileSystem, Path } from "@effect/platform"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Context, Duration, Effect, Layer, Option, Ref, Schema } from "effect"
+import { Context, Duration, Effect, Layer, Option, Redacted, Ref, Schema } from "effect"
 import type { Scope } from "effect"
 import { AiProcessingGateway, ResponseCache } from "@tidyllm/ai-processing"
 import { Config, Ids, ModelCatalog } from "@tidyllm/core"
 import { AuditLog, BudgetLedger, BudgetSlices, CorporateLlmGateway, LlmProviders, MockProvider } from "@tidyllm/corporate-llm"
+import { AgreementStore } from "@tidyllm/heiros"
 import { BedrockProvider } from "@tidyllm/providers"
-import { FileResponseCache } from "@tidyllm/store-objects"
-import { Migrator, PgAuditLog, PgBudgetLedger, PgClient, PgliteClient } from "@tidyllm/store-pg"
+import { ObjectStore, UnifiedSessionManager, WorkflowAudit } from "@tidyllm/session-manager"
+import { FileResponseCache, LocalObjectStore, S3ObjectStore } from "@tidyllm/store-objects"
+import { Migrator, PgAgreementStore, PgAuditLog, PgBudgetLedger, PgClient, PgliteClient, PgWorkflowAudit } from "@tidyllm/store-pg"
+import { WorkflowOptimizerGateway } from "@tidyllm/workflow-optimizer"
 import { ConfigError, type AwsCredentials } from "./config/Load.js"
 
 /** The validated configuration the services were built from. */
@@ -55,7 +59,7 @@ export interface Options {
 }
 
 /** Every error building the services can end with. */
-export type BuildError = SqlError | Migrator.MigrationError | ResponseCache.CacheError | ConfigError
+export type BuildError = SqlError | Migrator.MigrationError | ResponseCache.CacheError | ObjectStore.ObjectStoreError | ConfigError
 
 /** The providers gateway #1 knows how to build. */
 export const knownProviders: ReadonlyArray<string> = ["mock", "bedrock"]
@@ -172,7 +176,7 @@ export const lockDataDir = (pgdata: string): Effect.Effect<void, ConfigError, Sc
  * (with a reaper freeing reservations of crashed replicas), and the readiness check.
  */
 export const store = (config: Config.GatewayConfig, options: Options = {}): Layer.Layer<
-  SqlClient.SqlClient | AuditLog.AuditLog | BudgetLedger.BudgetLedger | Readiness,
+  SqlClient.SqlClient | StorePorts,
   BuildError
 > => {
   const engine: Engine = config.storage.database_url === undefined ? "pglite" : "postgres"
@@ -213,35 +217,84 @@ export const store = (config: Config.GatewayConfig, options: Options = {}): Laye
     )
     : PgBudgetLedger.layer({ instanceId })
   // Audit log and ledger are built after the migrations (they need the tables).
-  const ports = Layer.mergeAll(PgAuditLog.layer({ durability: config.corporate_llm.audit_durability }), ledger)
+  const ports = Layer.mergeAll(
+    PgAuditLog.layer({ durability: config.corporate_llm.audit_durability }),
+    ledger,
+    PgWorkflowAudit.layer(),
+    PgAgreementStore.layer
+  )
   return ports.pipe(Layer.provideMerge(readiness), Layer.provideMerge(sqlClient(config)))
 }
+
+/** What a store provides: the SQL-backed ports (Postgres, PGlite, or memory). */
+export type StorePorts =
+  | AuditLog.AuditLog
+  | BudgetLedger.BudgetLedger
+  | WorkflowAudit.WorkflowAudit
+  | AgreementStore.AgreementStore
+  | Readiness
 
 /** The services of the gateway chain, as the server and the CLI use them. */
 export type Services =
   | AppConfig
   | ModelCatalog.ModelCatalog
   | LlmProviders.LlmProviders
-  | AuditLog.AuditLog
-  | BudgetLedger.BudgetLedger
-  | Readiness
+  | StorePorts
+  | ObjectStore.ObjectStore
+  | UnifiedSessionManager.UnifiedSessionManager
   | CorporateLlmGateway.CorporateLlmGateway
   | AiProcessingGateway.AiProcessingGateway
+  | WorkflowOptimizerGateway.WorkflowOptimizerGateway
 
-/** Gateways #1 and #2 over the given store (lets tests and the CLI swap the store). */
+/** The object store: S3 when `storage.s3` is set, else the directory `<data_dir>/objects`. */
+export const objectStore = (config: Config.GatewayConfig): Layer.Layer<ObjectStore.ObjectStore, ObjectStore.ObjectStoreError> => {
+  const s3 = config.storage.s3
+  if (s3 !== undefined) {
+    // The AWS credentials of the configuration (AWS_ACCESS_KEY_ID… from the environment or `.env`,
+    // which the loader files under providers.bedrock) when given, else the SDK's default chain.
+    const aws = config.providers.bedrock
+    const credentials = aws?.access_key_id !== undefined && aws.secret_access_key !== undefined
+      ? {
+        accessKeyId: Redacted.value(aws.access_key_id),
+        secretAccessKey: aws.secret_access_key,
+        ...(aws.session_token === undefined ? {} : { sessionToken: aws.session_token })
+      }
+      : undefined
+    return S3ObjectStore.layer({
+      bucket: s3.bucket,
+      prefix: s3.prefix,
+      region: s3.region,
+      endpoint: s3.endpoint,
+      forcePathStyle: s3.force_path_style,
+      // S3-compatible servers at a custom endpoint get V1 listing, which every one of them pages
+      // correctly (s3rver's V2 continuation tokens fail on Node ≥ 17); AWS itself gets V2.
+      listApi: s3.endpoint === undefined ? "v2" : "v1",
+      ...(credentials === undefined ? {} : { credentials })
+    })
+  }
+  return LocalObjectStore.layer(nodePath.resolve(config.storage.data_dir, "objects"))
+}
+
+/** Gateways #1, #2 and #3 over the given store and object store (lets tests and the CLI swap them). */
 export const gateways = <S, E>(
   config: Config.GatewayConfig,
-  storeLayer: Layer.Layer<S | AuditLog.AuditLog | BudgetLedger.BudgetLedger | Readiness, E>,
-  options: Options = {}
+  storeLayer: Layer.Layer<S | StorePorts, E>,
+  options: Options = {},
+  objects: Layer.Layer<ObjectStore.ObjectStore, ObjectStore.ObjectStoreError> = objectStore(config)
 ): Layer.Layer<S | Services, E | BuildError> => {
-  const base = Layer.mergeAll(catalog(config), providers(config, options), storeLayer, Layer.succeed(AppConfig, config))
+  const base = Layer.mergeAll(catalog(config), providers(config, options), storeLayer, Layer.succeed(AppConfig, config), objects)
   const gw1 = CorporateLlmGateway.layer.pipe(
     Layer.provide(Layer.succeed(CorporateLlmGateway.Settings, config.corporate_llm)),
     Layer.provideMerge(base)
   )
-  return AiProcessingGateway.layer.pipe(
+  const gw2 = AiProcessingGateway.layer.pipe(
     Layer.provide(Layer.merge(Layer.succeed(AiProcessingGateway.Settings, config.ai_processing), cache(config))),
     Layer.provideMerge(gw1)
+  )
+  const sessions = UnifiedSessionManager.layer().pipe(Layer.provideMerge(gw2))
+  return WorkflowOptimizerGateway.layer.pipe(
+    Layer.provide(Layer.succeed(WorkflowOptimizerGateway.Settings, config.workflow_optimizer)),
+    Layer.provideMerge(sessions)
   )
 }
 
@@ -249,10 +302,12 @@ export const gateways = <S, E>(
 export const layer = (config: Config.GatewayConfig, options: Options = {}): Layer.Layer<Services | SqlClient.SqlClient, BuildError> =>
   gateways(config, store(config, options), options)
 
-/** A store with no database (in-memory audit log and ledger, one process only), for demos and tests of the HTTP layer. */
-export const storeMemory: Layer.Layer<AuditLog.AuditLog | BudgetLedger.BudgetLedger | Readiness> = Layer.mergeAll(
+/** A store with no database (in-memory audit logs, ledger and agreements, one process only), for demos and tests of the HTTP layer. */
+export const storeMemory: Layer.Layer<StorePorts> = Layer.mergeAll(
   AuditLog.layerMemory,
   BudgetLedger.layerMemory,
+  WorkflowAudit.layerMemory,
+  AgreementStore.layerMemory,
   Layer.succeed(Readiness, {
     engine: "memory",
     check: Effect.succeed<ReadinessReport>({ ready: true, engine: "memory", migrated: true, database: true, detail: "in-memory store (nothing is persisted)" })

@@ -9,6 +9,7 @@ import type { ServeError } from "@effect/platform/HttpServerError"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Effect, Layer } from "effect"
 import type { Config } from "@tidyllm/core"
+import { AgreementsHttp } from "./agreements/Http.js"
 import { Api } from "./Api.js"
 import { ChatHttp } from "./chat/Http.js"
 import { GatewayHttp } from "./gateway/Http.js"
@@ -16,6 +17,7 @@ import { HealthHttp } from "./health/Http.js"
 import { ApiMiddleware } from "./http/Middleware.js"
 import * as Layers from "./Layers.js"
 import { ModelsHttp } from "./models/Http.js"
+import { WorkflowsHttp } from "./workflows/Http.js"
 
 /** Options of the server. */
 export interface Options extends Layers.Options {
@@ -31,7 +33,7 @@ export interface Options extends Layers.Options {
 }
 
 /** The API's handlers, OpenAPI document and middleware: an HTTP app needing the gateway services. */
-export const ApiLive = HttpApiBuilder.api(Api).pipe(Layer.provide([ChatHttp, GatewayHttp, ModelsHttp, HealthHttp]))
+export const ApiLive = HttpApiBuilder.api(Api).pipe(Layer.provide([ChatHttp, GatewayHttp, ModelsHttp, WorkflowsHttp, AgreementsHttp, HealthHttp]))
 
 /** The routes served on an `HttpServer`. */
 export const HttpLive = HttpApiBuilder.serve().pipe(

@@ -1,2 +1,1 @@
-// Gateway #3 (WorkflowOptimizerGateway) arrives with issue #3.
-export {}
+export * as WorkflowOptimizerGateway from "./WorkflowOptimizerGateway.js"

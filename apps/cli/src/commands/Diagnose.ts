@@ -1,5 +1,5 @@
 /**
- * `tidyllm diagnose [--level 1|2]`: checks the installation, one line per check
+ * `tidyllm diagnose [--level 1|2|3]`: checks the installation, one line per check
  * (`✓ name — detail` or `✗ name — reason`), exit code 1 when any check fails.
  *
  * Level 1 is the infrastructure: the configuration, the database (`SELECT 1`), the migrations,
@@ -7,6 +7,11 @@
  * gateway #1 on the mock provider and its audit row, the same prompt twice through gateway #2
  * (a miss, then a hit), and the budget ledger. Level-2 requests use the mock provider and the
  * reason "tidyllm diagnose", so they cost next to nothing and are recognisable in the audit log.
+ *
+ * Level 3 adds the build guide's workflow lifecycle through gateway #3: a workflow is stored,
+ * analysed, optimised at `high` (its review goes through gateway #2 on the mock provider), which
+ * opens a flow agreement; other identities approve it, and the proposed version becomes current.
+ * The workflow is named `diagnose-<random>`, so runs never collide and are recognisable.
  *
  * Diagnose changes nothing on a Postgres database (pending migrations are reported, not applied);
  * an embedded PGlite database is brought up to date, as any other command would on first use.
@@ -20,6 +25,7 @@ import { Caller, Ids, Money } from "@tidyllm/core"
 import type { Config, LlmRequest } from "@tidyllm/core"
 import { AuditLog, BudgetLedger, CorporateLlmGateway, LlmProviders } from "@tidyllm/corporate-llm"
 import * as Layers from "@tidyllm/server/Layers"
+import { WorkflowOptimizerGateway } from "@tidyllm/workflow-optimizer"
 import type * as Load from "@tidyllm/server/config/Load"
 import { Migrator } from "@tidyllm/store-pg"
 import { CliEnvironment } from "../CliEnvironment.js"
@@ -27,10 +33,10 @@ import { ChecksFailed } from "../CliError.js"
 import { styles, type Styles, usd, usdString } from "../internal/format.js"
 import { loadConfig, services } from "../Root.js"
 
-const level = Options.choice("level", ["1", "2"]).pipe(
-  Options.withDescription("1: infrastructure; 2: also the gateway chain (requests on the mock provider)"),
+const level = Options.choice("level", ["1", "2", "3"]).pipe(
+  Options.withDescription("1: infrastructure; 2: also the gateway chain (requests on the mock provider); 3: also the workflow lifecycle (store → analyze → optimize → agreement → approve → current version)"),
   Options.withDefault("1"),
-  Options.map((l) => (l === "2" ? 2 : 1))
+  Options.map((l) => (l === "3" ? 3 : l === "2" ? 2 : 1))
 )
 
 /** The outcome of one check. */
@@ -253,6 +259,117 @@ const checkChain = (loaded: Load.Loaded, emit: (c: Check) => Effect.Effect<void>
     Effect.catchAll((e) => emit({ name: "gateway chain", ok: false, detail: `cannot build the services: ${messageOf(e)}` }))
   )
 
+/** The steps of the level-3 lifecycle, in order. */
+export const lifecycleSteps = ["workflow store", "workflow analyze", "workflow optimize", "flow agreement", "agreement approve", "current version"] as const
+
+/**
+ * The workflow the lifecycle runs: an intake of personal data, a classify step on an expensive
+ * model and an external output, so OPTIMIZE at `high` changes behaviour (a cheaper model, an
+ * inserted compliance check) and the change needs approval.
+ */
+export const lifecycleWorkflow = {
+  name: "tidyllm diagnose lifecycle",
+  type: "hierarchical_dag",
+  compliance_required: true,
+  steps: [
+    { id: "intake", type: "intake", config: { source: "s3", pii: true }, depends_on: [] },
+    { id: "classify", type: "classify", config: { model: "claude-3-sonnet" }, depends_on: ["intake"] },
+    { id: "deliver", type: "output", config: { destination: "webhook" }, depends_on: ["classify"] }
+  ]
+}
+
+/** Level 3: the workflow lifecycle through gateway #3. */
+const checkLifecycle = (loaded: Load.Loaded, emit: (c: Check) => Effect.Effect<void>) =>
+  Effect.gen(function*() {
+    const gw3 = yield* WorkflowOptimizerGateway.WorkflowOptimizerGateway
+    const id = `diagnose-${Ids.randomUuid().slice(0, 8)}`
+    const author: WorkflowOptimizerGateway.CallContext = { request_id: Ids.randomUuid(), caller: { user_id: "tidyllm-diagnose" }, reason: DIAGNOSE_REASON }
+    const skip = (from: number, why: string) =>
+      Effect.forEach(lifecycleSteps.slice(from), (name) => emit({ name, ok: false, detail: `not checked: ${why}` }), { discard: true })
+    const failure = (e: { readonly _tag: string; readonly message: string }) => `${e._tag}: ${e.message}`
+
+    const stored = yield* timed(gw3.storeWorkflow(id, lifecycleWorkflow, author))
+    if (Either.isLeft(stored.result)) {
+      yield* emit({ name: "workflow store", ok: false, detail: failure(stored.result.left) })
+      return yield* skip(1, "the workflow was not stored")
+    }
+    yield* emit({ name: "workflow store", ok: true, detail: `${id} v${stored.result.right.version} stored at ${stored.result.right.key} in ${stored.ms} ms` })
+
+    const analyzed = yield* timed(gw3.process({ operation: "ANALYZE", workflow_id: id, reason: DIAGNOSE_REASON }, author))
+    if (Either.isLeft(analyzed.result) || analyzed.result.right.data.analysis === undefined) {
+      yield* emit({ name: "workflow analyze", ok: false, detail: Either.isLeft(analyzed.result) ? failure(analyzed.result.left) : "no analysis in the response" })
+    } else {
+      const a = analyzed.result.right.data.analysis
+      yield* emit({
+        name: "workflow analyze", ok: true,
+        detail: `critical path ${a.metrics.critical_path.steps.join(" → ")}; ${a.compliance.map((v) => `${v.framework} ${v.status}`).join(", ")}; risk ${a.risk.level} (${a.risk.score}) in ${analyzed.ms} ms`
+      })
+    }
+
+    const optimized = yield* timed(gw3.process({ operation: "OPTIMIZE", workflow_id: id, optimization_level: "high", reason: DIAGNOSE_REASON }, author))
+    if (Either.isLeft(optimized.result)) {
+      yield* emit({ name: "workflow optimize", ok: false, detail: failure(optimized.result.left) })
+      return yield* skip(3, "the optimisation failed")
+    }
+    const r = optimized.result.right
+    const changes = r.data.optimization?.changes.map((c) => c.rule).join(", ") ?? ""
+    yield* emit(r.metadata.optimization_applied && r.metadata.corporate_audit_id !== null
+      ? { name: "workflow optimize", ok: true, detail: `${r.data.optimization?.changes.length ?? 0} change(s) (${changes}); review audited as ${r.metadata.corporate_audit_id}; ${r.metadata.processing_metrics.total_ms} ms` }
+      : { name: "workflow optimize", ok: false, detail: `optimization_applied=${r.metadata.optimization_applied}, corporate_audit_id=${r.metadata.corporate_audit_id ?? "none"}${r.data.review?.status === "error" ? ` (review failed: ${r.data.review.error.message})` : ""}` })
+
+    const agreement = r.data.agreement
+    const stored2 = r.data.stored
+    if (agreement === undefined || stored2 === undefined) {
+      const settings = loaded.config.workflow_optimizer
+      const why = !settings.enable_approval_workflows || !settings.enable_flow_agreements || !settings.flow_config.require_stakeholder_approval
+        ? "approval workflows are off in workflow_optimizer settings, so the change became current at once"
+        : "the optimisation opened no agreement"
+      yield* emit({ name: "flow agreement", ok: false, detail: why })
+      return yield* skip(4, "no agreement to approve")
+    }
+    const before = yield* Effect.either(gw3.getWorkflow(id, undefined, author))
+    const heldBack = Either.isRight(before) && before.right.version === stored2.base_version && !stored2.current
+    yield* emit({
+      name: "flow agreement",
+      ok: agreement.status === "proposed" && heldBack,
+      detail: `${agreement.id}: ${agreement.status}, ${agreement.risk_level} risk; v${stored2.version} proposed, v${stored2.base_version ?? "-"} ${heldBack ? "stays current until approved" : "is NOT held back"}`
+    })
+
+    // Approvers other than the author, as many as the risk level needs.
+    const reviewers = [
+      { user: "tidyllm-diagnose-approver", role: "approver" },
+      { user: "tidyllm-diagnose-compliance", role: "compliance" }
+    ]
+    let decided: WorkflowOptimizerGateway.DecisionResult | undefined
+    const used: Array<string> = []
+    for (const reviewer of reviewers) {
+      if (decided !== undefined && decided.to !== "proposed") break
+      const outcome = yield* Effect.either(gw3.approve(agreement.id, DIAGNOSE_REASON, {
+        request_id: Ids.randomUuid(), caller: { user_id: reviewer.user }, role: reviewer.role
+      }))
+      if (Either.isLeft(outcome)) {
+        yield* emit({ name: "agreement approve", ok: false, detail: `as ${reviewer.user} (${reviewer.role}): ${failure(outcome.left)}` })
+        return yield* skip(5, "the agreement was not approved")
+      }
+      decided = outcome.right
+      used.push(`${reviewer.user} (${reviewer.role})`)
+    }
+    yield* emit(decided?.to === "approved"
+      ? { name: "agreement approve", ok: true, detail: `approved by ${used.join(" and ")}; the author could not approve their own proposal` }
+      : { name: "agreement approve", ok: false, detail: `still ${decided?.to ?? "proposed"} after ${used.join(" and ")}` })
+
+    const after = yield* Effect.either(gw3.getWorkflow(id, undefined, author))
+    yield* emit(Either.match(after, {
+      onLeft: (e): Check => ({ name: "current version", ok: false, detail: failure(e) }),
+      onRight: (w): Check => w.version === stored2.version
+        ? { name: "current version", ok: true, detail: `${id} v${w.version} is current (was v${stored2.base_version ?? "-"})` }
+        : { name: "current version", ok: false, detail: `${id} v${w.version} is current, expected v${stored2.version}` }
+    }))
+  }).pipe(
+    Effect.provide(services(loaded, { migrate: false })),
+    Effect.catchAll((e) => emit({ name: "workflow lifecycle", ok: false, detail: `cannot build the services: ${messageOf(e)}` }))
+  )
+
 const tokens = (r: LlmRequest.LLMResponse) => {
   const u = r.data?.usage
   return u === undefined ? "no usage" : `${u.input_tokens}+${u.output_tokens} tokens`
@@ -296,6 +413,13 @@ export const command = Command.make("diagnose", { level }, (args) =>
         }
       }
     }
+    if (args.level >= 3) {
+      if (storeOk) {
+        yield* checkLifecycle(loaded.right, emit)
+      } else {
+        for (const name of lifecycleSteps) yield* emit({ name, ok: false, detail: "not checked: the database or its migrations are not ready" })
+      }
+    }
     return yield* finish
   })
-).pipe(Command.withDescription("check the installation: 1 = infrastructure, 2 = also the gateway chain"))
+).pipe(Command.withDescription("check the installation: 1 = infrastructure, 2 = also the gateway chain, 3 = also the workflow lifecycle"))

@@ -110,6 +110,12 @@ type Parser = (raw: string) => Either.Either<unknown, string>
 const text: Parser = (raw) => Either.right(raw)
 const decimal: Parser = (raw) =>
   /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/.test(raw) ? Either.right(Number(raw)) : Either.left(`expected a number, got ${JSON.stringify(raw)}`)
+const boolean: Parser = (raw) => {
+  const v = raw.trim().toLowerCase()
+  if (["1", "true", "yes", "on"].includes(v)) return Either.right(true)
+  if (["0", "false", "no", "off"].includes(v)) return Either.right(false)
+  return Either.left(`expected true or false, got ${JSON.stringify(raw)}`)
+}
 const integer: Parser = (raw) => (/^\d+$/.test(raw) ? Either.right(Number(raw)) : Either.left(`expected a whole number, got ${JSON.stringify(raw)}`))
 
 /** Environment variables and the config key each one sets. Later entries for the same key win. */
@@ -122,6 +128,11 @@ export const environmentOverrides: ReadonlyArray<{ readonly name: string; readon
   { name: "DATABASE_URL", path: ["storage", "database_url"], parse: text },
   { name: "TIDYLLM_DATA_DIR", path: ["storage", "data_dir"], parse: text },
   { name: "TIDYLLM_CACHE_DIR", path: ["ai_processing", "cache_dir"], parse: text },
+  { name: "S3_BUCKET", path: ["storage", "s3", "bucket"], parse: text },
+  { name: "S3_ENDPOINT", path: ["storage", "s3", "endpoint"], parse: text },
+  { name: "S3_PREFIX", path: ["storage", "s3", "prefix"], parse: text },
+  { name: "S3_FORCE_PATH_STYLE", path: ["storage", "s3", "force_path_style"], parse: boolean },
+  { name: "S3_REGION", path: ["storage", "s3", "region"], parse: text },
   { name: "HOST", path: ["server", "host"], parse: text },
   { name: "PORT", path: ["server", "port"], parse: integer },
   { name: "AWS_DEFAULT_REGION", path: ["providers", "bedrock", "region"], parse: text },

@@ -8,7 +8,9 @@ export const HealthReport = Schema.Struct({
   services: Schema.Struct({
     corporate_llm: Schema.Struct({ healthy: Schema.Boolean }, { key: Schema.String, value: Schema.Unknown }),
     ai_processing: Schema.Struct({ healthy: Schema.Boolean }, { key: Schema.String, value: Schema.Unknown }),
-    storage: Schema.Struct({ healthy: Schema.Boolean }, { key: Schema.String, value: Schema.Unknown })
+    storage: Schema.Struct({ healthy: Schema.Boolean }, { key: Schema.String, value: Schema.Unknown }),
+    workflow_optimizer: Schema.Struct({ healthy: Schema.Boolean }, { key: Schema.String, value: Schema.Unknown }),
+    session_manager: Schema.Struct({ healthy: Schema.Boolean }, { key: Schema.String, value: Schema.Unknown })
   })
 }).annotations({ identifier: "HealthReport" })
 

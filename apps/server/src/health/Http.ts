@@ -3,6 +3,8 @@ import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { Effect } from "effect"
 import { AiProcessingGateway } from "@tidyllm/ai-processing"
 import { CorporateLlmGateway } from "@tidyllm/corporate-llm"
+import { UnifiedSessionManager } from "@tidyllm/session-manager"
+import { WorkflowOptimizerGateway } from "@tidyllm/workflow-optimizer"
 import { Api } from "../Api.js"
 import { Readiness } from "../Layers.js"
 
@@ -14,15 +16,20 @@ export const HealthHttp = HttpApiBuilder.group(Api, "health", (handlers) =>
     const gw1 = yield* CorporateLlmGateway.CorporateLlmGateway
     const gw2 = yield* AiProcessingGateway.AiProcessingGateway
     const readiness = yield* Readiness
+    const gw3 = yield* WorkflowOptimizerGateway.WorkflowOptimizerGateway
+    const sessions = yield* UnifiedSessionManager.UnifiedSessionManager
 
     return handlers
       .handleRaw("health", () =>
         Effect.gen(function*() {
-          const [corporate, ai, store] = yield* Effect.all([gw1.health, gw2.health, readiness.check], { concurrency: "unbounded" })
+          const [corporate, ai, store, workflow_optimizer, session_manager] = yield* Effect.all(
+            [gw1.health, gw2.health, readiness.check, gw3.health, sessions.health],
+            { concurrency: "unbounded" }
+          )
           const storage = { healthy: store.ready, ...store }
-          const healthy = corporate.healthy && ai.healthy && storage.healthy
+          const healthy = corporate.healthy && ai.healthy && storage.healthy && workflow_optimizer.healthy && session_manager.healthy
           return HttpServerResponse.unsafeJson(
-            { status: healthy ? "healthy" : "degraded", services: { corporate_llm: corporate, ai_processing: ai, storage } },
+            { status: healthy ? "healthy" : "degraded", services: { corporate_llm: corporate, ai_processing: ai, storage, workflow_optimizer, session_manager } },
             { status: healthy ? 200 : 503 }
           )
         }))

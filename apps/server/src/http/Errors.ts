@@ -5,6 +5,7 @@
 import { HttpServerResponse } from "@effect/platform"
 import { Schema } from "effect"
 import { Errors } from "@tidyllm/core"
+import type { WorkflowOptimizerGateway } from "@tidyllm/workflow-optimizer"
 
 /** The request body is larger than `server.max_body_bytes`. */
 export class RequestTooLarge extends Schema.TaggedError<RequestTooLarge>()("RequestTooLarge", {
@@ -32,7 +33,20 @@ export class InternalError extends Schema.TaggedError<InternalError>()("Internal
 }
 
 /** Every error a handler renders. */
-export type ApiFailure = Errors.GatewayError | RequestTooLarge | NotFound | InternalError
+export type ApiFailure = Errors.GatewayError | RequestTooLarge | NotFound | InternalError | WorkflowOptimizerGateway.WorkflowError
+
+/** `error.type` of the errors that carry no `type` of their own (the session manager's). */
+const typeByTag: Readonly<Record<string, string>> = {
+  InvalidWorkflowKey: "invalid_request_error",
+  InvalidWorkflowData: "invalid_request_error",
+  WorkflowNotFound: "not_found",
+  VersionNotFound: "not_found",
+  VersionConflict: "conflict",
+  CorruptWorkflowObject: "internal_error"
+}
+
+/** The stable `error.type` of an error. */
+export const typeOf = (e: ApiFailure): string => ("type" in e && typeof e.type === "string" ? e.type : typeByTag[e._tag] ?? "internal_error")
 
 /** The error body, for the OpenAPI document. */
 export const ErrorBody = Schema.Struct({
@@ -51,7 +65,7 @@ export const errorBody = (e: ApiFailure, requestId: string): { readonly error: R
   const { _tag, message, ...extra } = e as ApiFailure & Record<string, unknown>
   const param = e._tag === "InvalidRequest" ? e.field ?? null : null
   const code = e._tag === "PolicyRejected" ? e.rule : e._tag === "ProviderError" ? e.kind : null
-  return { error: { type: e.type, message, request_id: requestId, param, code, ...extra } }
+  return { error: { type: typeOf(e), message, request_id: requestId, param, code, ...extra } }
 }
 
 /** The HTTP response of an error. */

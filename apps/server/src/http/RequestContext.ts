@@ -3,6 +3,7 @@ import type { HttpServerRequest } from "@effect/platform"
 import { FiberRef } from "effect"
 import { Ids } from "@tidyllm/core"
 import type { Caller, LlmRequest } from "@tidyllm/core"
+import { WorkflowOptimizerGateway } from "@tidyllm/workflow-optimizer"
 
 /** The id of the request being served (set by the API middleware from `x-request-id` or a new UUID). */
 export const currentRequestId: FiberRef.FiberRef<string> = FiberRef.unsafeMake("")
@@ -33,4 +34,13 @@ export const callContext = (request: HttpServerRequest.HttpServerRequest, reques
   request_id: requestId,
   caller: callerOf(request),
   reason: header(request, "x-tidyllm-reason")
+})
+
+/**
+ * The gateway #3 call context: the call context plus the caller's role (`x-tidyllm-role`,
+ * default `user`), which flow-agreement decisions check. Trusted as given until API keys carry roles.
+ */
+export const workflowContext = (request: HttpServerRequest.HttpServerRequest, requestId: string): WorkflowOptimizerGateway.CallContext => ({
+  ...callContext(request, requestId),
+  role: header(request, "x-tidyllm-role") ?? WorkflowOptimizerGateway.DEFAULT_ROLE
 })
