@@ -447,7 +447,8 @@ export const make = Effect.gen(function*() {
         risk: { level: risk.level, score: risk.score }
       }
       const proposed = yield* FlowAgreement.propose(
-        { workflow_id: workflowId, risk_level: risk.level, proposal: Schema.encodeSync(Proposal)(proposal), proposed_by: proposedBy },
+        // Without a required risk assessment every proposal needs the base approval (one approver).
+        { workflow_id: workflowId, risk_level: settings.risk_assessment_required ? risk.level : "low", proposal: Schema.encodeSync(Proposal)(proposal), proposed_by: proposedBy },
         { approval_timeout_days: settings.approval_timeout_days }
       )
       const agreement = yield* agreements.create(proposed)
@@ -602,6 +603,26 @@ export const make = Effect.gen(function*() {
     return encodeAgreement(yield* agreements.get(agreementId))
   })
 
+  /**
+   * An approval applies a proposal to the version it was computed from: when the workflow's
+   * current version has moved since (another proposal was approved, or a new version stored),
+   * approving would silently undo that change, so it is refused and must be proposed again.
+   */
+  const ensureNotStale = (agreementId: Ids.AgreementId, context: CallContext) =>
+    Effect.gen(function*() {
+      const agreement = yield* agreements.get(agreementId)
+      if (agreement.status !== "proposed") return
+      const proposal = Schema.decodeUnknownOption(Proposal)(agreement.proposal)
+      if (Option.isNone(proposal) || proposal.value.base_version === null) return
+      const versions = yield* sm.listVersions(auditContext(context, `check agreement ${agreementId}`), agreement.workflow_id)
+      if (versions.current !== proposal.value.base_version) {
+        return yield* new FlowAgreement.AgreementConflict({
+          id: agreementId,
+          message: `agreement ${agreementId} proposes a change to version ${proposal.value.base_version} of '${agreement.workflow_id}', but version ${versions.current ?? "none"} is current now: optimise again to propose a change to it`
+        })
+      }
+    })
+
   const decide = (decision: FlowAgreement.DecisionKind) =>
     Effect.fn(`WorkflowOptimizerGateway.${decision}`)(function*(id: string, comment: string | undefined, context: CallContext) {
       const actor = actorOf(context.caller)
@@ -616,6 +637,7 @@ export const make = Effect.gen(function*() {
       const agreementId = yield* Schema.decodeUnknown(Ids.AgreementId)(id).pipe(Effect.mapError(() => AgreementStore.notFound(id)))
       yield* sweep
       const who = Caller.describe(context.caller)
+      if (decision === "approve") yield* ensureNotStale(agreementId, context)
       const outcome = yield* Effect.either(agreements.decide(agreementId, { decision, decided_by: actor, role, ...(text === undefined ? {} : { comment: text }) }))
       if (Either.isLeft(outcome)) {
         const e = outcome.left

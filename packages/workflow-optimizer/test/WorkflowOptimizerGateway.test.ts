@@ -205,6 +205,22 @@ describe("storage and flow agreements", () => {
       expect(rows.find((row) => row.operation === "set_current")?.detail).toMatchObject({ version: 2, outcome: "success" })
     }))
 
+  it.scoped("a proposal whose base version is no longer current cannot be approved", () =>
+    Effect.gen(function*() {
+      const { gw } = yield* setup()
+      yield* gw.storeWorkflow("payments", payments, alice)
+      const first = yield* gw.process({ operation: "OPTIMIZE", workflow_id: "payments", optimization_level: "high", reason }, alice)
+      const second = yield* gw.process({ operation: "OPTIMIZE", workflow_id: "payments", optimization_level: "high", reason }, alice)
+      expect(second.data.stored).toMatchObject({ version: 3, base_version: 1 })
+      yield* gw.approve(first.data.agreement?.id ?? "", "ok", as("bob", "approver"))
+      yield* gw.approve(first.data.agreement?.id ?? "", "ok", as("cora", "compliance"))
+      expect((yield* gw.getWorkflow("payments", undefined, alice)).version).toBe(2)
+      const stale = yield* Effect.flip(gw.approve(second.data.agreement?.id ?? "", "ok", as("bob", "approver")))
+      expect(stale).toMatchObject({ _tag: "AgreementConflict", status: 409 })
+      expect(stale.message).toContain("version 2 is current now")
+      expect((yield* gw.getWorkflow("payments", undefined, alice)).version).toBe(2)
+    }))
+
   it.scoped("low risk: one approval by anyone else; rejection needs a comment and leaves the version as it was", () =>
     Effect.gen(function*() {
       const { gw } = yield* setup()
