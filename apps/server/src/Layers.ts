@@ -87,7 +87,7 @@ export const providers = (config: Config.GatewayConfig, options: Options = {}): 
         `provider '${n}' is named in corporate_llm.default_provider / fallback_provider / ai_processing.fallback_backends but no adapter serves it (known: ${knownProviders.join(", ")})`
       ))
     }
-    const mock = MockProvider.make({ latency_ms: config.providers.mock.latency_ms })
+    const mock = MockProvider.make({ latency_ms: config.providers.mock.latency_ms, stream_chunk_delay_ms: config.providers.mock.stream_chunk_delay_ms })
     const wantsBedrock = config.providers.bedrock !== undefined || named.includes("bedrock")
     if (!wantsBedrock) return LlmProviders.make([mock])
     const settings = config.providers.bedrock ?? Schema.decodeSync(Config.BedrockSettings)({})

@@ -67,13 +67,15 @@ export type BedrockSettings = typeof BedrockSettings.Type
 /** Mock provider settings. */
 export const MockSettings = Schema.Struct({
   /** Simulated latency per call, in milliseconds. */
-  latency_ms: dflt(NonNegativeNumber, () => 0)
+  latency_ms: dflt(NonNegativeNumber, () => 0),
+  /** Pause between streamed chunks, in milliseconds (a slow stream, for demos and disconnect tests). */
+  stream_chunk_delay_ms: dflt(NonNegativeNumber, () => 0)
 })
 
 /** Provider sections. */
 export const ProvidersSettings = Schema.Struct({
   bedrock: Schema.optional(BedrockSettings),
-  mock: dflt(MockSettings, () => ({ latency_ms: 0 }))
+  mock: dflt(MockSettings, () => ({ latency_ms: 0, stream_chunk_delay_ms: 0 }))
 })
 export type ProvidersSettings = typeof ProvidersSettings.Type
 

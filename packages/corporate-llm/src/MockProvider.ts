@@ -10,6 +10,8 @@ import { inputTokensTypical } from "./internal/tokens.js"
 export interface Options {
   /** Simulated latency of each call. */
   readonly latency_ms?: number | undefined
+  /** Pause between streamed chunks. */
+  readonly stream_chunk_delay_ms?: number | undefined
   /** Provider name to register under (default `mock`). */
   readonly name?: string | undefined
 }
@@ -43,7 +45,10 @@ export const make = (options?: Options): LlmProvider => {
         const pieces = a.text.match(/\S+\s*/g) ?? []
         const events: Array<StreamEvent> = pieces.map((text) => ({ _tag: "TextDelta", text }))
         events.push({ _tag: "Usage", usage: a.usage }, { _tag: "Finish", finish_reason: a.finish_reason })
-        return Stream.fromIterable(events)
+        const chunkDelay = options?.stream_chunk_delay_ms ?? 0
+        return chunkDelay > 0
+          ? Stream.fromIterable(events).pipe(Stream.tap(() => Effect.sleep(Duration.millis(chunkDelay))))
+          : Stream.fromIterable(events)
       }))),
     health: Effect.succeed({ configured: true, detail: "offline mock provider: answers are not from a model" })
   }
