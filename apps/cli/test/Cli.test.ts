@@ -2,20 +2,12 @@
 import { writeFileSync } from "node:fs"
 import { createServer } from "node:net"
 import { join } from "node:path"
-import { afterAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Schedule } from "effect"
 import { hoistGlobalOptions } from "../src/Cli.js"
-import { auditIdOf, sandbox, type Sandbox } from "./harness.js"
+import { auditIdOf, sandboxes } from "./harness.js"
 
-const sandboxes: Array<Sandbox> = []
-const fresh = () => {
-  const s = sandbox()
-  sandboxes.push(s)
-  return s
-}
-afterAll(() => {
-  for (const s of sandboxes) s.remove()
-})
+const fresh = sandboxes()
 
 /** Every run opens the embedded database, which takes seconds on a busy machine. */
 const slow = { timeout: 180_000 }

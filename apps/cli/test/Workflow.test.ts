@@ -1,19 +1,11 @@
 /** `tidyllm workflow`, `tidyllm agreements` and `tidyllm diagnose --level 3`, in-process on embedded PGlite and the mock provider. */
 import { writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { afterAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { sandbox, type Sandbox } from "./harness.js"
+import { sandboxes, type Sandbox } from "./harness.js"
 
-const sandboxes: Array<Sandbox> = []
-const fresh = () => {
-  const s = sandbox()
-  sandboxes.push(s)
-  return s
-}
-afterAll(() => {
-  for (const s of sandboxes) s.remove()
-})
+const fresh = sandboxes()
 
 /** Every run opens the embedded database, which takes seconds on a busy machine. */
 const slow = { timeout: 240_000 }

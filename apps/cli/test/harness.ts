@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as NodeContext from "@effect/platform-node/NodeContext"
+import { afterAll } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import * as Cli from "../src/Cli.js"
 import * as CliEnvironment from "../src/CliEnvironment.js"
@@ -55,3 +56,19 @@ export const sandbox = (): Sandbox => {
 
 /** The audit id an `ask` printed on its metadata line. */
 export const auditIdOf = (r: Result): string | undefined => /audit ([0-9a-f-]{36})/.exec(r.stderr)?.[1]
+
+/**
+ * A `fresh()` that makes a new sandbox for each call; every sandbox it made is removed after the
+ * calling file's tests.
+ */
+export const sandboxes = (): (() => Sandbox) => {
+  const made: Array<Sandbox> = []
+  afterAll(() => {
+    for (const s of made) s.remove()
+  })
+  return () => {
+    const s = sandbox()
+    made.push(s)
+    return s
+  }
+}
