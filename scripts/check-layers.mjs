@@ -14,7 +14,7 @@ const table = {
   "session-manager": [["core"], /^effect(\/|$)/, true],
   heiros: [["core"], /^effect(\/|$)/, true],
   "workflow-optimizer": [["core", "ai-processing", "session-manager", "heiros"], /^effect(\/|$)/, true],
-  providers: [["core", "corporate-llm"], /^effect(\/|$)|^(@aws-sdk|@smithy)\//, false],
+  providers: [["core", "corporate-llm"], /^effect(\/|$)|^(@aws-sdk|@smithy)\/|^(openai|@anthropic-ai\/sdk)(\/|$)/, false],
   "store-pg": [ports, /^(effect|@effect\/(sql|sql-pg|platform|experimental)|@electric-sql\/pglite)(\/|$)/, false],
   "store-objects": [ports, /^(effect|@effect\/platform|@effect\/platform-node|ioredis)(\/|$)|^(@aws-sdk|@smithy)\//, false]
 }

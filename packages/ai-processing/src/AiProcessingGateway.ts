@@ -200,6 +200,7 @@ export const make = Effect.gen(function*() {
               yield* Ref.update(text, (t) => t + event.text)
               return event
             }
+            if (event._tag === "ToolCallDelta") return event
             const response = event.response
             if (Option.isSome(cached) && response.data !== undefined) {
               yield* store(cached.value.key, {

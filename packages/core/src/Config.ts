@@ -64,6 +64,40 @@ export const BedrockSettings = Schema.Struct({
 })
 export type BedrockSettings = typeof BedrockSettings.Type
 
+/** OpenAI (direct API) settings; without `api_key` (env `OPENAI_API_KEY`) the provider is unconfigured. */
+export const OpenAiSettings = Schema.Struct({
+  api_key: Schema.optional(Schema.Redacted(Schema.String)),
+  base_url: dflt(Name, () => "https://api.openai.com/v1"),
+  organization: Schema.optional(Name),
+  project: Schema.optional(Name)
+})
+export type OpenAiSettings = typeof OpenAiSettings.Type
+
+/** Anthropic (direct Messages API) settings; without `api_key` (env `ANTHROPIC_API_KEY`) the provider is unconfigured. */
+export const AnthropicSettings = Schema.Struct({
+  api_key: Schema.optional(Schema.Redacted(Schema.String)),
+  base_url: dflt(Name, () => "https://api.anthropic.com")
+})
+export type AnthropicSettings = typeof AnthropicSettings.Type
+
+/**
+ * An OpenAI-compatible server (vLLM, Ollama, LM Studio, llama.cpp server) at `base_url`, e.g.
+ * `http://127.0.0.1:11434/v1` for Ollama. It registers under its key in `openai_compatible`.
+ */
+export const OpenAiCompatibleSettings = Schema.Struct({
+  base_url: Name,
+  api_key: Schema.optional(Schema.Redacted(Schema.String))
+})
+export type OpenAiCompatibleSettings = typeof OpenAiCompatibleSettings.Type
+
+/** An MLflow AI Gateway; a model's `provider_ids.mlflow` names the gateway endpoint to invoke. */
+export const MlflowSettings = Schema.Struct({
+  gateway_url: Name,
+  /** Sent as `Authorization: Bearer …` when set (a gateway behind an authenticating proxy). */
+  token: Schema.optional(Schema.Redacted(Schema.String))
+})
+export type MlflowSettings = typeof MlflowSettings.Type
+
 /** Mock provider settings. */
 export const MockSettings = Schema.Struct({
   /** Simulated latency per call, in milliseconds. */
@@ -75,6 +109,11 @@ export const MockSettings = Schema.Struct({
 /** Provider sections. */
 export const ProvidersSettings = Schema.Struct({
   bedrock: Schema.optional(BedrockSettings),
+  openai: Schema.optional(OpenAiSettings),
+  anthropic: Schema.optional(AnthropicSettings),
+  /** OpenAI-compatible servers by provider name (the name must not be a built-in provider's). */
+  openai_compatible: dflt(Schema.Record({ key: Name, value: OpenAiCompatibleSettings }), () => ({})),
+  mlflow: Schema.optional(MlflowSettings),
   mock: dflt(MockSettings, () => ({ latency_ms: 0, stream_chunk_delay_ms: 0 }))
 })
 export type ProvidersSettings = typeof ProvidersSettings.Type
@@ -114,8 +153,10 @@ export const StorageSettings = Schema.Struct({
   /** Postgres URL; without it the data lives in embedded PGlite under `data_dir`. */
   database_url: Schema.optional(Schema.Redacted(Schema.String)),
   data_dir: dflt(Name, () => ".tidyllm"),
-  /** Response cache backend. */
-  cache: dflt(Schema.Literal("file", "memory"), () => "file" as const),
+  /** Response cache backend (`redis` needs `redis_url`). */
+  cache: dflt(Schema.Literal("file", "memory", "redis"), () => "file" as const),
+  /** Redis URL for the response cache (env `REDIS_URL`; setting it selects `cache: redis`). */
+  redis_url: Schema.optional(Schema.Redacted(Schema.String)),
   /** Object storage for workflows: S3 when set (env S3_BUCKET, S3_ENDPOINT, S3_PREFIX), else `<data_dir>/objects`. */
   s3: Schema.optional(S3Settings),
   /** Postgres connection pool size. */

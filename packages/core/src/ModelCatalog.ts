@@ -25,19 +25,35 @@ const m = (
   kind: "chat" | "embedding" = "chat", aliases: ReadonlyArray<string> = []
 ): ModelEntry => ({ id, aliases, provider_ids: { bedrock }, kind, input_usd_per_million: inp, output_usd_per_million: out, context_window, max_output_tokens })
 
-/** List prices of the Bedrock models (on-demand, us-east-1); override them in `tidyllm.yaml` under `models`. */
+/** The same model under another provider's id (Anthropic's direct API sells Claude at Bedrock's list price). */
+const also = (e: ModelEntry, ids: Record<string, string>): ModelEntry => ({ ...e, provider_ids: { ...e.provider_ids, ...ids } })
+
+const direct = (
+  id: string, provider: string, providerId: string, inp: number, out: number, context_window: number, max_output_tokens: number,
+  kind: "chat" | "embedding" = "chat"
+): ModelEntry => ({ id, aliases: [], provider_ids: { [provider]: providerId }, kind, input_usd_per_million: inp, output_usd_per_million: out, context_window, max_output_tokens })
+
+/**
+ * List prices (USD per million tokens) of the Bedrock models (on-demand, us-east-1), the same
+ * Claude models on Anthropic's API, and OpenAI's models; override them in `tidyllm.yaml` under `models`.
+ */
 export const defaultModels: ReadonlyArray<ModelEntry> = [
-  m("claude-3-sonnet", "anthropic.claude-3-sonnet-20240229-v1:0", 3, 15, 200_000, 4096),
-  m("claude-3-haiku", "anthropic.claude-3-haiku-20240307-v1:0", 0.25, 1.25, 200_000, 4096),
-  m("claude-3-opus", "anthropic.claude-3-opus-20240229-v1:0", 15, 75, 200_000, 4096),
-  m("claude-3-5-sonnet", "anthropic.claude-3-5-sonnet-20240620-v1:0", 3, 15, 200_000, 8192),
+  also(m("claude-3-sonnet", "anthropic.claude-3-sonnet-20240229-v1:0", 3, 15, 200_000, 4096), { anthropic: "claude-3-sonnet-20240229" }),
+  also(m("claude-3-haiku", "anthropic.claude-3-haiku-20240307-v1:0", 0.25, 1.25, 200_000, 4096), { anthropic: "claude-3-haiku-20240307" }),
+  also(m("claude-3-opus", "anthropic.claude-3-opus-20240229-v1:0", 15, 75, 200_000, 4096), { anthropic: "claude-3-opus-20240229" }),
+  also(m("claude-3-5-sonnet", "anthropic.claude-3-5-sonnet-20240620-v1:0", 3, 15, 200_000, 8192), { anthropic: "claude-3-5-sonnet-20240620" }),
   m("gpt-oss-120b", "openai.gpt-oss-120b-1:0", 0.15, 0.6, 128_000, 8192),
   m("gpt-oss-20b", "openai.gpt-oss-20b-1:0", 0.07, 0.3, 128_000, 8192),
   m("titan-express", "amazon.titan-text-express-v1", 0.2, 0.6, 8_000, 8192),
   m("titan-lite", "amazon.titan-text-lite-v1", 0.15, 0.2, 4_000, 4096),
   m("titan-embed", "amazon.titan-embed-text-v1", 0.1, 0, 8_000, 1, "embedding"),
+  m("titan-embed-v2", "amazon.titan-embed-text-v2:0", 0.02, 0, 8_000, 1, "embedding"),
   m("llama2-13b", "meta.llama2-13b-chat-v1", 0.75, 1, 4_096, 2048),
-  m("llama2-70b", "meta.llama2-70b-chat-v1", 1.95, 2.56, 4_096, 2048)
+  m("llama2-70b", "meta.llama2-70b-chat-v1", 1.95, 2.56, 4_096, 2048),
+  direct("gpt-4o", "openai", "gpt-4o", 2.5, 10, 128_000, 16_384),
+  direct("gpt-4o-mini", "openai", "gpt-4o-mini", 0.15, 0.6, 128_000, 16_384),
+  direct("text-embedding-3-small", "openai", "text-embedding-3-small", 0.02, 0, 8_191, 1, "embedding"),
+  direct("text-embedding-3-large", "openai", "text-embedding-3-large", 0.13, 0, 8_191, 1, "embedding")
 ]
 
 /** The catalog service: resolves names and prices usage. */

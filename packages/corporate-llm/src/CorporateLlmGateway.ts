@@ -8,7 +8,7 @@ import { Caller, Errors, Ids, LlmRequest, ModelCatalog, Money } from "@tidyllm/c
 import type { Config, Usage } from "@tidyllm/core"
 import * as AuditLog from "./AuditLog.js"
 import * as BudgetLedger from "./BudgetLedger.js"
-import type { Completion, LlmProvider, ProviderCall } from "./LlmProvider.js"
+import type { Completion, LlmProvider, ProviderCall, StreamEvent as ProviderStreamEvent } from "./LlmProvider.js"
 import * as LlmProviders from "./LlmProviders.js"
 import { auditPrompt } from "./internal/prompt.js"
 import { inputTokensTypical, inputTokensUpperBound } from "./internal/tokens.js"
@@ -33,6 +33,7 @@ export interface Answer {
 /** One event of a streamed answer. The last event of a successful stream is `Done`. */
 export type StreamEvent =
   | { readonly _tag: "Delta"; readonly text: string }
+  | Extract<ProviderStreamEvent, { readonly _tag: "ToolCallDelta" }>
   | { readonly _tag: "Done"; readonly response: LlmRequest.LLMResponse }
 
 /** What a stream or call is about to run, once policy has admitted it. */
@@ -96,6 +97,23 @@ const statusOf = (e: Errors.GatewayError): AuditLog.AuditStatus => {
     case "InvalidRequest": case "UnknownModel": case "PolicyRejected": case "CostCapExceeded": return "rejected_policy"
     default: return "error"
   }
+}
+
+type ToolCallDelta = Extract<ProviderStreamEvent, { readonly _tag: "ToolCallDelta" }>
+const toolCallsNone: ReadonlyArray<ToolCallDelta> = []
+
+/** The whole tool calls of a stream, from their pieces (by index, in order of first appearance). */
+export const assembleToolCalls = (deltas: ReadonlyArray<ToolCallDelta>): ReadonlyArray<LlmRequest.ToolCall> => {
+  const calls = new Map<number, { id: string; name: string; arguments: string }>()
+  for (const d of deltas) {
+    const c = calls.get(d.index) ?? { id: "", name: "", arguments: "" }
+    calls.set(d.index, { id: d.id ?? c.id, name: d.name ?? c.name, arguments: c.arguments + d.arguments })
+  }
+  return [...calls.values()].map((c, i) => ({
+    id: c.id === "" ? `call_${i}` : c.id,
+    type: "function" as const,
+    function: { name: c.name, arguments: c.arguments }
+  }))
 }
 
 /** Builds gateway #1 from its ports. */
@@ -173,7 +191,11 @@ export const make = Effect.gen(function*() {
           cap_usd: Money.toUsdString(cap)
         })
       }
-      const call: ProviderCall = { model, model_id, messages, max_tokens, temperature: request.temperature, top_p: request.top_p, stop: request.stop }
+      const call: ProviderCall = {
+        model, model_id, messages, max_tokens,
+        temperature: request.temperature, top_p: request.top_p, stop: request.stop,
+        tools: request.tools, tool_choice: request.tool_choice, response_format: request.response_format, seed: request.seed
+      }
       return { provider, call, reason: reason === "" ? "(none)" : reason, worstCase } satisfies Admitted
     })
 
@@ -294,7 +316,10 @@ export const make = Effect.gen(function*() {
           })
           const response: LlmRequest.LLMResponse = {
             status: "success",
-            data: { response: completion.text, model: admitted.call.model.id, provider: admitted.provider.name, finish_reason: completion.finish_reason, usage: completion.usage },
+            data: {
+              response: completion.text, model: admitted.call.model.id, provider: admitted.provider.name, finish_reason: completion.finish_reason, usage: completion.usage,
+              ...(completion.tool_calls === undefined || completion.tool_calls.length === 0 ? {} : { tool_calls: completion.tool_calls })
+            },
             metadata: metadata(options, auditId, admitted, cost, Math.round(now - started))
           }
           return { response, completion } satisfies Answer
@@ -313,7 +338,7 @@ export const make = Effect.gen(function*() {
       const started = yield* Clock.currentTimeMillis
       const auditId = Ids.randomUuid()
       const { admitted, reservation } = yield* Effect.uninterruptible(admitAndReserve(request, options, auditId, started))
-      const delivered = yield* Ref.make({ chars: 0, usage: Option.none<Usage.TokenUsage>(), finish: "stop" })
+      const delivered = yield* Ref.make({ chars: 0, usage: Option.none<Usage.TokenUsage>(), finish: "stop", tools: toolCallsNone })
       const finished = yield* Ref.make(false)
       // Settles and audits every ending that is not a clean finish (error, cancel, client gone).
       yield* Effect.addFinalizer((exit) =>
@@ -343,7 +368,10 @@ export const make = Effect.gen(function*() {
         yield* Ref.set(finished, true)
         const response: LlmRequest.LLMResponse = {
           status: "success",
-          data: { response: "", model: admitted.call.model.id, provider: admitted.provider.name, finish_reason: d.finish, usage },
+          data: {
+            response: "", model: admitted.call.model.id, provider: admitted.provider.name, finish_reason: d.finish, usage,
+            ...(d.tools.length === 0 ? {} : { tool_calls: assembleToolCalls(d.tools) })
+          },
           metadata: metadata(options, auditId, admitted, cost, Math.round(now - started))
         }
         return { _tag: "Done", response } as const
@@ -357,6 +385,12 @@ export const make = Effect.gen(function*() {
               return Ref.update(delivered, (d) => ({ ...d, usage: Option.some(event.usage) })).pipe(Effect.as(Option.none()))
             case "Finish":
               return Ref.update(delivered, (d) => ({ ...d, finish: event.finish_reason })).pipe(Effect.as(Option.none()))
+            case "ToolCallDelta":
+              return Ref.update(delivered, (d) => ({
+                ...d,
+                chars: d.chars + event.arguments.length + (event.name?.length ?? 0),
+                tools: [...d.tools, event]
+              })).pipe(Effect.as(Option.some<StreamEvent>(event)))
           }
         }),
         Stream.filterMap((x) => x)

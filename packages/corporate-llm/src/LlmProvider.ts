@@ -13,6 +13,25 @@ export interface ProviderCall {
   readonly temperature?: number | undefined
   readonly top_p?: number | undefined
   readonly stop?: ReadonlyArray<string> | undefined
+  /** Functions the model may call (providers without tools fail with a `validation` error). */
+  readonly tools?: ReadonlyArray<LlmRequest.ToolDefinition> | undefined
+  readonly tool_choice?: LlmRequest.ToolChoice | undefined
+  readonly response_format?: LlmRequest.ResponseFormat | undefined
+  readonly seed?: number | undefined
+}
+
+/** One embedding call: inputs already counted against the budget. */
+export interface EmbedCall {
+  readonly model: ModelCatalog.ModelEntry
+  readonly model_id: string
+  readonly input: ReadonlyArray<string>
+  readonly dimensions?: number | undefined
+}
+
+/** Vectors in input order, with the tokens the provider counted. */
+export interface Embeddings {
+  readonly vectors: ReadonlyArray<ReadonlyArray<number>>
+  readonly input_tokens: number
 }
 
 /** A whole answer. */
@@ -20,6 +39,8 @@ export interface Completion {
   readonly text: string
   readonly usage: Usage.TokenUsage
   readonly finish_reason: string
+  /** The tool calls the model made (finish reason `tool_calls`). */
+  readonly tool_calls?: ReadonlyArray<LlmRequest.ToolCall> | undefined
 }
 
 /** A piece of a streamed answer. */
@@ -27,6 +48,17 @@ export type StreamEvent =
   | { readonly _tag: "TextDelta"; readonly text: string }
   | { readonly _tag: "Usage"; readonly usage: Usage.TokenUsage }
   | { readonly _tag: "Finish"; readonly finish_reason: string }
+  /**
+   * A piece of tool call number `index` (OpenAI's delta shape): the first piece of a call carries
+   * its `id` and `name`, every piece may carry a fragment of the JSON `arguments`.
+   */
+  | {
+    readonly _tag: "ToolCallDelta"
+    readonly index: number
+    readonly id?: string | undefined
+    readonly name?: string | undefined
+    readonly arguments: string
+  }
 
 /** What `/health` reports for a provider. */
 export interface ProviderHealth {
@@ -41,7 +73,9 @@ export interface LlmProvider {
   /** `true` for the offline mock: responses say so. */
   readonly mock: boolean
   readonly complete: (call: ProviderCall) => Effect.Effect<Completion, Errors.ProviderError>
-  /** Streams `TextDelta`s, then `Usage` and `Finish` (each at most once, in any order at the end). */
+  /** Streams `TextDelta`s and `ToolCallDelta`s, then `Usage` and `Finish` (each at most once, in any order at the end). */
   readonly stream: (call: ProviderCall) => Stream.Stream<StreamEvent, Errors.ProviderError>
+  /** Embeddings, for providers that serve embedding models. */
+  readonly embed?: ((call: EmbedCall) => Effect.Effect<Embeddings, Errors.ProviderError>) | undefined
   readonly health: Effect.Effect<ProviderHealth>
 }

@@ -146,11 +146,12 @@ export const toConverseInput = (call: LlmProvider.ProviderCall) => {
       system.push({ text: m.content })
       continue
     }
+    const role = m.role === "tool" ? "user" : m.role
     const last = messages.at(-1)
     // Converse wants user and assistant turns to alternate: consecutive turns of one role
     // become one message with several blocks.
-    if (last?.role === m.role) last.content?.push({ text: m.content })
-    else messages.push({ role: m.role, content: [{ text: m.content }] })
+    if (last?.role === role) last.content?.push({ text: m.content })
+    else messages.push({ role, content: [{ text: m.content }] })
   }
   const inferenceConfig: InferenceConfiguration = {
     maxTokens: call.max_tokens,

@@ -34,6 +34,8 @@ export const encode = (
       Stream.mapConcat((e): ReadonlyArray<Uint8Array> =>
         e._tag === "Delta"
           ? (e.text === "" ? [] : [event(Convert.deltaChunk(header, e.text))])
+          : e._tag === "ToolCallDelta"
+          ? []
           : Convert.finalChunks(header, e.response).map(event)
       )
     )),
