@@ -16,6 +16,7 @@ import {
 import { Errors, type Config, type Usage } from "@tidyllm/core"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
 import { Effect, Option, Predicate, Redacted, Stream, type Scope } from "effect"
+import { connectionCodes, connectionMessage, kindByStatus, stringProperty } from "./internal/errors.js"
 
 /** Adapter options the app decides. */
 export interface Options {
@@ -56,25 +57,6 @@ const kindByName: ReadonlyMap<string, Errors.ProviderErrorKind> = new Map<string
   ["modelerrorexception", "model"],
   ["resourcenotfoundexception", "not_found"]
 ])
-
-const kindByStatus = (status: number): Errors.ProviderErrorKind | undefined => {
-  if (status === 429) return "throttled"
-  if (status === 408) return "timeout"
-  if (status >= 500 && status <= 599) return "server"
-  if (status === 400) return "validation"
-  if (status === 401 || status === 403) return "auth"
-  if (status === 424) return "model"
-  if (status === 404) return "not_found"
-  return undefined
-}
-
-const connectionCodes: ReadonlySet<string> = new Set([
-  "ECONNRESET", "ECONNREFUSED", "ECONNABORTED", "EPIPE", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN"
-])
-const connectionMessage = /socket hang up|protocol error|ECONNRESET|ECONNREFUSED|abnormally aborted|did not get a response|GOAWAY/i
-
-const stringProperty = (u: unknown, key: string): string | undefined =>
-  Predicate.hasProperty(u, key) && typeof u[key] === "string" ? u[key] : undefined
 
 const httpStatusOf = (u: unknown): number | undefined =>
   Predicate.hasProperty(u, "$metadata") && Predicate.hasProperty(u.$metadata, "httpStatusCode") &&
