@@ -6,16 +6,22 @@ import {
   BedrockRuntimeClient,
   ConverseCommand,
   ConverseStreamCommand,
+  InvokeModelCommand,
   type BedrockRuntimeClientConfig,
+  type ContentBlock,
+  type ConverseRequest,
   type ConverseStreamOutput,
   type InferenceConfiguration,
   type Message,
   type SystemContentBlock,
-  type TokenUsage
+  type TokenUsage,
+  type ToolChoice,
+  type ToolConfiguration,
+  type ToolInputSchema
 } from "@aws-sdk/client-bedrock-runtime"
-import { Errors, type Config, type Usage } from "@tidyllm/core"
+import { Errors, type Config, type LlmRequest, type Usage } from "@tidyllm/core"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
-import { Effect, Option, Predicate, Redacted, Stream, type Scope } from "effect"
+import { Effect, Either, Option, Predicate, Redacted, Schema, Stream, type Scope } from "effect"
 import { connectionCodes, connectionMessage, kindByStatus, stringProperty } from "./internal/errors.js"
 
 /** Adapter options the app decides. */
@@ -34,6 +40,9 @@ export interface ErrorContext {
   readonly provider: string
   readonly model: string
 }
+
+/** How many Titan InvokeModel calls one `embed` keeps in flight (Titan takes one text per call). */
+export const embedConcurrency = 4
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -74,13 +83,17 @@ export const toProviderError = (error: unknown, context: ErrorContext): Errors.P
   const code = stringProperty(error, "code")
   const status = httpStatusOf(error)
   const message = stringProperty(error, "message") ?? String(error)
-  const kind: Errors.ProviderErrorKind =
-    (name === undefined ? undefined : kindByName.get(name.toLowerCase())) ??
-      (status === undefined ? undefined : kindByStatus(status)) ??
-      (code === "ETIMEDOUT" ? "timeout" : undefined) ??
-      ((code !== undefined && (connectionCodes.has(code) || code.startsWith("ERR_HTTP2"))) || connectionMessage.test(message)
-        ? "connection"
-        : "unknown")
+  const brokenConnection = (code !== undefined && (connectionCodes.has(code) || code.startsWith("ERR_HTTP2"))) ||
+    connectionMessage.test(message)
+  // The HTTP/2 handler names "the session died before a response" a `TimeoutError` too; it is a
+  // broken connection, not a slow model.
+  const byName = name === undefined || (name === "TimeoutError" && brokenConnection)
+    ? undefined
+    : kindByName.get(name.toLowerCase())
+  const kind: Errors.ProviderErrorKind = byName ??
+    (status === undefined ? undefined : kindByStatus(status)) ??
+    (code === "ETIMEDOUT" ? "timeout" : undefined) ??
+    (brokenConnection ? "connection" : "unknown")
   // A bare `Error` says nothing; the socket's code says more.
   const upstreamType = name !== undefined && name !== "Error" ? name : code
   return new Errors.ProviderError({
@@ -93,6 +106,26 @@ export const toProviderError = (error: unknown, context: ErrorContext): Errors.P
     ...(upstreamType === undefined ? {} : { upstream_type: upstreamType })
   })
 }
+
+/** A failure of the call itself, found before anything is sent: never worth a retry. */
+const invalidCall = (context: ErrorContext, message: string): Errors.ProviderError =>
+  new Errors.ProviderError({
+    message: `Bedrock: ${message}`,
+    provider: context.provider,
+    model: context.model,
+    kind: "validation",
+    retryable: false
+  })
+
+/** An answer that broke off or made no sense: a new attempt may well get a whole one. */
+const brokenStream = (context: ErrorContext, message: string): Errors.ProviderError =>
+  new Errors.ProviderError({
+    message: `Bedrock: ${message}`,
+    provider: context.provider,
+    model: context.model,
+    kind: "stream",
+    retryable: true
+  })
 
 // ---------------------------------------------------------------------------------------------
 // Mapping
@@ -119,8 +152,107 @@ const toUsage = (usage: TokenUsage | undefined): Usage.TokenUsage => ({
   output_tokens: usage?.outputTokens ?? 0
 })
 
-/** The Converse request body of a call: system messages apart, the rest in order. */
-export const toConverseInput = (call: LlmProvider.ProviderCall) => {
+/** The SDK's JSON document type (`@smithy/types` `DocumentType`, which is not our dependency). */
+type Document = ToolInputSchema.JsonMember["json"]
+
+/**
+ * Our JSON values as the SDK's document type. They are JSON already (decoded from a request or
+ * parsed from text); only TypeScript does not know `unknown` values are JSON.
+ */
+const asDocument = (json: Readonly<Record<string, unknown>>): Document => json as Document
+
+const emptyParameters: Readonly<Record<string, unknown>> = { type: "object", properties: {} }
+
+/** The `toolUse` block of one tool call the model made earlier: its arguments back to JSON. */
+const toToolUse = (
+  toolCall: LlmRequest.ToolCall,
+  context: ErrorContext
+): Either.Either<ContentBlock, Errors.ProviderError> => {
+  const named = `tool call ${toolCall.id} (${toolCall.function.name})`
+  const text = toolCall.function.arguments
+  return Either.try({
+    // Some clients send "" for a function without parameters.
+    try: (): unknown => (text.trim() === "" ? {} : JSON.parse(text)),
+    catch: () => invalidCall(context, `the arguments of ${named} are not valid JSON`)
+  }).pipe(
+    Either.filterOrLeft(Predicate.isRecord, () => invalidCall(context, `the arguments of ${named} are not a JSON object`)),
+    Either.map((input): ContentBlock => ({
+      toolUse: { toolUseId: toolCall.id, name: toolCall.function.name, input: asDocument(input) }
+    }))
+  )
+}
+
+const toToolChoice = (choice: Exclude<LlmRequest.ToolChoice, "none">): ToolChoice => {
+  if (choice === "auto") return { auto: {} }
+  if (choice === "required") return { any: {} }
+  return { tool: { name: choice.function.name } }
+}
+
+/** The `toolConfig` of a call; none when it has no tools or forbids calling them. */
+const toToolConfig = (call: LlmProvider.ProviderCall): ToolConfiguration | undefined => {
+  // Converse has no "none": a model that must not call tools is simply not shown any.
+  if (call.tools === undefined || call.tools.length === 0 || call.tool_choice === "none") return undefined
+  return {
+    tools: call.tools.map((tool) => ({
+      toolSpec: {
+        name: tool.function.name,
+        ...(tool.function.description === undefined ? {} : { description: tool.function.description }),
+        inputSchema: { json: asDocument(tool.function.parameters ?? emptyParameters) }
+      }
+    })),
+    ...(call.tool_choice === undefined ? {} : { toolChoice: toToolChoice(call.tool_choice) })
+  }
+}
+
+/** One chat message (not a system one) as its side on the wire and its content blocks. */
+const toBlocks = (
+  m: LlmRequest.ChatMessage,
+  context: ErrorContext
+): Either.Either<{ readonly role: "user" | "assistant"; readonly blocks: ReadonlyArray<ContentBlock> }, Errors.ProviderError> => {
+  switch (m.role) {
+    case "tool":
+      // Converse carries tool results as blocks of a user turn.
+      return m.tool_call_id === undefined
+        ? Either.left(invalidCall(context, "a tool message needs the tool_call_id of the call it answers"))
+        : Either.right({
+          role: "user",
+          blocks: [{ toolResult: { toolUseId: m.tool_call_id, content: [{ text: m.content }] } }]
+        })
+    case "assistant": {
+      const calls = m.tool_calls ?? []
+      return Either.map(
+        Either.all(calls.map((toolCall) => toToolUse(toolCall, context))),
+        (toolUses): { readonly role: "assistant"; readonly blocks: ReadonlyArray<ContentBlock> } => ({
+          role: "assistant",
+          // A turn that only calls tools has empty content; Converse refuses blank text blocks.
+          blocks: calls.length > 0 && m.content === "" ? toolUses : [{ text: m.content }, ...toolUses]
+        })
+      )
+    }
+    default:
+      return Either.right({ role: "user", blocks: [{ text: m.content }] })
+  }
+}
+
+/**
+ * The Converse request of a call: system messages apart, the rest in order, tools in
+ * `toolConfig`. Fails (a `validation` error) on what Converse cannot express.
+ */
+export const toConverseInput = (
+  call: LlmProvider.ProviderCall,
+  provider = "bedrock"
+): Either.Either<ConverseRequest, Errors.ProviderError> => {
+  const context: ErrorContext = { provider, model: call.model_id }
+  const format = call.response_format?.type
+  if (format === "json_object" || format === "json_schema") {
+    // Only some Bedrock models can constrain their output to JSON: dropping the request would hand
+    // the caller prose where it expects JSON, so say so instead.
+    return Either.left(invalidCall(
+      context,
+      `response_format ${format} is not supported: Converse has no JSON mode for every model; ask for JSON in the prompt or use a tool`
+    ))
+  }
+  // `seed`: Converse has no sampling seed; answers are not reproducible either way, so it is ignored.
   const system: Array<SystemContentBlock> = []
   const messages: Array<Message> = []
   for (const m of call.messages) {
@@ -128,12 +260,14 @@ export const toConverseInput = (call: LlmProvider.ProviderCall) => {
       system.push({ text: m.content })
       continue
     }
-    const role = m.role === "tool" ? "user" : m.role
+    const mapped = toBlocks(m, context)
+    if (Either.isLeft(mapped)) return Either.left(mapped.left)
+    const { blocks, role } = mapped.right
     const last = messages.at(-1)
-    // Converse wants user and assistant turns to alternate: consecutive turns of one role
-    // become one message with several blocks.
-    if (last?.role === role) last.content?.push({ text: m.content })
-    else messages.push({ role, content: [{ text: m.content }] })
+    // Converse wants user and assistant turns to alternate: consecutive turns of one side (tool
+    // results count as the user's) become one message with several blocks.
+    if (last?.role === role) last.content?.push(...blocks)
+    else messages.push({ role, content: [...blocks] })
   }
   const inferenceConfig: InferenceConfiguration = {
     maxTokens: call.max_tokens,
@@ -141,13 +275,31 @@ export const toConverseInput = (call: LlmProvider.ProviderCall) => {
     ...(call.top_p === undefined ? {} : { topP: call.top_p }),
     ...(call.stop === undefined || call.stop.length === 0 ? {} : { stopSequences: [...call.stop] })
   }
-  return {
+  const toolConfig = toToolConfig(call)
+  return Either.right({
     modelId: call.model_id,
     messages,
     ...(system.length === 0 ? {} : { system }),
-    inferenceConfig
-  }
+    inferenceConfig,
+    ...(toolConfig === undefined ? {} : { toolConfig })
+  })
 }
+
+/** The text and tool calls of a Converse answer's content blocks. */
+const fromContent = (
+  content: ReadonlyArray<ContentBlock>
+): { readonly text: string; readonly tool_calls: ReadonlyArray<LlmRequest.ToolCall> } => ({
+  text: content.flatMap((block) => (block.text === undefined ? [] : [block.text])).join(""),
+  tool_calls: content.flatMap((block) =>
+    block.toolUse === undefined
+      ? []
+      : [{
+        id: block.toolUse.toolUseId ?? "",
+        type: "function" as const,
+        function: { name: block.toolUse.name ?? "", arguments: JSON.stringify(block.toolUse.input ?? {}) }
+      }]
+  )
+})
 
 /**
  * The exception members of the ConverseStream union. The SDK throws exception frames today; its
@@ -161,10 +313,29 @@ const streamExceptionKeys = [
   "validationException"
 ] as const
 
-const toStreamEvents = (
-  event: ConverseStreamOutput,
-  context: ErrorContext
-): Effect.Effect<ReadonlyArray<LlmProvider.StreamEvent>, Errors.ProviderError> => {
+/** What a stream has seen so far: which content blocks are tool calls, and whether it finished. */
+interface StreamState {
+  /** Tool call index by Converse content block index. */
+  readonly toolIndexByBlock: ReadonlyMap<number, number>
+  readonly stopped: boolean
+}
+
+const initialStreamState: StreamState = { toolIndexByBlock: new Map(), stopped: false }
+
+type Emit = Effect.Effect<readonly [StreamState, ReadonlyArray<LlmProvider.StreamEvent>], Errors.ProviderError>
+
+/**
+ * One ConverseStream event as stream events, or (`None`) the end of the event stream: an end
+ * before `messageStop` means the connection broke off, whatever the transport made of it.
+ */
+const toStreamEvents = (context: ErrorContext) => (state: StreamState, next: Option.Option<ConverseStreamOutput>): Emit => {
+  const emit = (events: ReadonlyArray<LlmProvider.StreamEvent>, s: StreamState = state): Emit => Effect.succeed([s, events])
+  if (Option.isNone(next)) {
+    return state.stopped
+      ? emit([])
+      : Effect.fail(brokenStream(context, "ConverseStream ended before messageStop (the connection closed early)"))
+  }
+  const event = next.value
   for (const key of streamExceptionKeys) {
     const exception = event[key]
     if (exception !== undefined) {
@@ -173,14 +344,45 @@ const toStreamEvents = (
       return Effect.fail(toProviderError({ name, message: stringProperty(exception, "message") ?? key }, context))
     }
   }
-  const text = event.contentBlockDelta?.delta?.text
-  if (text !== undefined && text.length > 0) return Effect.succeed([{ _tag: "TextDelta", text }])
-  if (event.metadata !== undefined) return Effect.succeed([{ _tag: "Usage", usage: toUsage(event.metadata.usage) }])
-  if (event.messageStop !== undefined) {
-    return Effect.succeed([{ _tag: "Finish", finish_reason: finishReason(event.messageStop.stopReason) }])
+  const toolStart = event.contentBlockStart?.start?.toolUse
+  if (event.contentBlockStart !== undefined && toolStart !== undefined) {
+    const index = state.toolIndexByBlock.size
+    const toolIndexByBlock = new Map(state.toolIndexByBlock).set(event.contentBlockStart.contentBlockIndex ?? 0, index)
+    return emit(
+      [{ _tag: "ToolCallDelta", index, id: toolStart.toolUseId, name: toolStart.name, arguments: "" }],
+      { ...state, toolIndexByBlock }
+    )
   }
-  return Effect.succeed([])
+  const delta = event.contentBlockDelta?.delta
+  const toolInput = delta?.toolUse?.input
+  if (toolInput !== undefined) {
+    const block = event.contentBlockDelta?.contentBlockIndex ?? 0
+    const index = state.toolIndexByBlock.get(block)
+    if (index === undefined) return Effect.fail(brokenStream(context, `tool input for content block ${block}, which no contentBlockStart opened`))
+    return emit(toolInput.length === 0 ? [] : [{ _tag: "ToolCallDelta", index, arguments: toolInput }])
+  }
+  const text = delta?.text
+  if (text !== undefined && text.length > 0) return emit([{ _tag: "TextDelta", text }])
+  if (event.metadata !== undefined) return emit([{ _tag: "Usage", usage: toUsage(event.metadata.usage) }])
+  if (event.messageStop !== undefined) {
+    return emit([{ _tag: "Finish", finish_reason: finishReason(event.messageStop.stopReason) }], { ...state, stopped: true })
+  }
+  return emit([])
 }
+
+/** What Titan text embedding models answer. */
+const TitanEmbedding = Schema.Struct({
+  embedding: Schema.Array(Schema.Number),
+  inputTextTokenCount: Schema.optional(Schema.NonNegativeInt)
+})
+const decodeTitanEmbedding = Schema.decodeUnknownEither(Schema.parseJson(TitanEmbedding))
+
+/** Titan v1 (and G1) vectors have a fixed size; v2 can shorten them. */
+const fixedSizeTitan = /titan-embed-(text-v1|g1-text)/
+
+/** The InvokeModel body of one text for a Titan text embedding model. */
+const titanEmbeddingBody = (text: string, dimensions: number | undefined): Record<string, unknown> =>
+  dimensions === undefined ? { inputText: text } : { inputText: text, dimensions }
 
 // ---------------------------------------------------------------------------------------------
 // Provider
@@ -212,6 +414,9 @@ const clientConfig = (settings: Config.BedrockSettings): BedrockRuntimeClientCon
     : {})
 })
 
+const utf8 = new TextEncoder()
+const fromUtf8Bytes = new TextDecoder()
+
 /** Builds the Bedrock provider; its SDK client lives as long as the scope. */
 export const make = (
   settings: Config.BedrockSettings,
@@ -224,27 +429,28 @@ export const make = (
       (client) => Effect.sync(() => client.destroy())
     )
     const staticKeys = settings.access_key_id !== undefined && settings.secret_access_key !== undefined
-    const contextOf = (call: LlmProvider.ProviderCall): ErrorContext => ({ provider: name, model: call.model_id })
+    const contextOf = (call: { readonly model_id: string }): ErrorContext => ({ provider: name, model: call.model_id })
 
     const complete = Effect.fn("BedrockProvider.complete")(function*(call: LlmProvider.ProviderCall) {
       yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id })
+      const input = yield* toConverseInput(call, name)
       const output = yield* Effect.tryPromise({
-        try: (signal) => client.send(new ConverseCommand(toConverseInput(call)), { abortSignal: signal }),
+        try: (signal) => client.send(new ConverseCommand(input), { abortSignal: signal }),
         catch: (error) => toProviderError(error, contextOf(call))
       })
-      const text = (output.output?.message?.content ?? [])
-        .flatMap((block) => (block.text === undefined ? [] : [block.text]))
-        .join("")
+      const { text, tool_calls } = fromContent(output.output?.message?.content ?? [])
       return {
         text,
         usage: toUsage(output.usage),
-        finish_reason: finishReason(output.stopReason)
+        finish_reason: finishReason(output.stopReason),
+        ...(tool_calls.length === 0 ? {} : { tool_calls })
       } satisfies LlmProvider.Completion
     })
 
     const stream = (call: LlmProvider.ProviderCall): Stream.Stream<LlmProvider.StreamEvent, Errors.ProviderError> => {
       const context = contextOf(call)
       return Stream.unwrapScoped(Effect.gen(function*() {
+        const input = yield* toConverseInput(call, name)
         // One controller for the whole exchange: aborting it after the response headers still
         // resets the HTTP/2 stream, so an interrupted consumer stops the upstream generation.
         const controller = yield* Effect.acquireRelease(
@@ -252,26 +458,73 @@ export const make = (
           (controller) => Effect.sync(() => controller.abort())
         )
         const response = yield* Effect.tryPromise({
-          try: () => client.send(new ConverseStreamCommand(toConverseInput(call)), { abortSignal: controller.signal }),
+          try: () => client.send(new ConverseStreamCommand(input), { abortSignal: controller.signal }),
           catch: (error) => toProviderError(error, context)
         })
-        if (response.stream === undefined) return Stream.empty
-        const iterator = response.stream[Symbol.asyncIterator]()
+        const iterator = response.stream?.[Symbol.asyncIterator]()
         // Not `Stream.fromAsyncIterable`: its finalizer awaits `iterator.return()`, which an async
         // generator queues behind the pending `next()`, so interruption would wait for the model.
-        return Stream.repeatEffectOption(
+        const events = iterator === undefined ? Stream.empty : Stream.repeatEffectOption(
           Effect.tryPromise({
             try: () => iterator.next(),
             catch: (error) => Option.some(toProviderError(error, context))
           }).pipe(
             Effect.flatMap((result) => (result.done === true ? Effect.fail(Option.none()) : Effect.succeed(result.value)))
           )
-        ).pipe(
-          Stream.mapEffect((event) => toStreamEvents(event, context)),
+        )
+        // The SDK ends the iteration quietly when the HTTP/2 stream is reset or the session dies,
+        // so the end itself goes through the mapping (as `None`) to be checked for `messageStop`.
+        return events.pipe(
+          Stream.map(Option.some),
+          Stream.concat(Stream.succeed(Option.none<ConverseStreamOutput>())),
+          Stream.mapAccumEffect(initialStreamState, toStreamEvents(context)),
           Stream.flattenIterables
         )
       })).pipe(Stream.withSpan("BedrockProvider.stream", { attributes: { provider: name, model: call.model_id } }))
     }
+
+    const embedOne = (call: LlmProvider.EmbedCall, text: string) =>
+      Effect.tryPromise({
+        try: (signal) =>
+          client.send(
+            new InvokeModelCommand({
+              modelId: call.model_id,
+              contentType: "application/json",
+              accept: "application/json",
+              body: utf8.encode(JSON.stringify(titanEmbeddingBody(text, call.dimensions)))
+            }),
+            { abortSignal: signal }
+          ),
+        catch: (error) => toProviderError(error, contextOf(call))
+      }).pipe(
+        Effect.flatMap((output) =>
+          Either.mapLeft(
+            decodeTitanEmbedding(fromUtf8Bytes.decode(output.body)),
+            () =>
+              new Errors.ProviderError({
+                message: `Bedrock: ${call.model_id} answered InvokeModel with no Titan embedding ({"embedding": [...]})`,
+                provider: name,
+                model: call.model_id,
+                kind: "unknown",
+                retryable: false
+              })
+          )
+        )
+      )
+
+    /** Titan text embeddings: one InvokeModel per input (Titan takes one text), a few at a time. */
+    const embed = Effect.fn("BedrockProvider.embed")(function*(call: LlmProvider.EmbedCall) {
+      yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id, inputs: call.input.length })
+      if (call.dimensions !== undefined && fixedSizeTitan.test(call.model_id)) {
+        return yield* invalidCall(contextOf(call), `${call.model_id} has vectors of a fixed size: dimensions is not supported`)
+      }
+      // In input order, whatever order the answers come in; a failure interrupts (aborts) the rest.
+      const results = yield* Effect.forEach(call.input, (text) => embedOne(call, text), { concurrency: embedConcurrency })
+      return {
+        vectors: results.map((r) => r.embedding),
+        input_tokens: results.reduce((sum, r) => sum + (r.inputTextTokenCount ?? 0), 0)
+      } satisfies LlmProvider.Embeddings
+    })
 
     const detail = [
       `Bedrock Converse in ${settings.region}`,
@@ -284,6 +537,7 @@ export const make = (
       mock: false,
       complete,
       stream,
+      embed,
       health: Effect.succeed({ configured: staticKeys || options?.configured === true, detail })
     } satisfies LlmProvider.LlmProvider
   })

@@ -1,2 +1,5 @@
+export * as AnthropicProvider from "./AnthropicProvider.js"
 export * as BedrockProvider from "./BedrockProvider.js"
+export * as MlflowProvider from "./MlflowProvider.js"
+export * as OpenAiProvider from "./OpenAiProvider.js"
 export { MockProvider } from "@tidyllm/corporate-llm"

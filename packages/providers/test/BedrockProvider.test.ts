@@ -1,11 +1,13 @@
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Errors, type Config, type ModelCatalog } from "@tidyllm/core"
+import { Errors, type Config, type LlmRequest, type ModelCatalog } from "@tidyllm/core"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
-import { Chunk, Deferred, Duration, Effect, Either, Fiber, Redacted, Stream } from "effect"
+import { Chunk, Deferred, Duration, Effect, Either, Fiber, Redacted, Schedule, Stream } from "effect"
 import * as Http2 from "node:http2"
 import type { AddressInfo } from "node:net"
 import * as BedrockProvider from "../src/BedrockProvider.js"
 import * as BedrockStub from "./BedrockStub.js"
+import { startBedrockStub } from "./stubs/BedrockScenarioStub.js"
+import { fixture, scenarios, type Scenario } from "./stubs/Scenario.js"
 
 const modelId = "anthropic.claude-3-haiku-20240307-v1:0"
 
@@ -49,6 +51,28 @@ const setup = Effect.gen(function*() {
 
 const textOf = (events: Chunk.Chunk<LlmProvider.StreamEvent>) =>
   Chunk.toReadonlyArray(events).flatMap((e) => (e._tag === "TextDelta" ? [e.text] : [])).join("")
+
+/** The provider's `embed`, which the Bedrock provider has. */
+const embedOf = (provider: LlmProvider.LlmProvider) => {
+  const embed = provider.embed
+  assert(embed !== undefined, "the Bedrock provider embeds")
+  return embed
+}
+
+/** The tool calls that a stream's `ToolCallDelta`s add up to, as a client assembles them. */
+const assembleToolCalls = (events: ReadonlyArray<LlmProvider.StreamEvent>): ReadonlyArray<LlmRequest.ToolCall> => {
+  const calls: Array<{ id: string; name: string; arguments: string }> = []
+  for (const e of events) {
+    if (e._tag !== "ToolCallDelta") continue
+    const current = calls[e.index] ?? { id: "", name: "", arguments: "" }
+    calls[e.index] = {
+      id: e.id ?? current.id,
+      name: e.name ?? current.name,
+      arguments: current.arguments + e.arguments
+    }
+  }
+  return calls.map((c) => ({ id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } }))
+}
 
 /** Waits for a promise the stub resolves, failing the test instead of hanging past `ms`. */
 const within = <A>(ms: number, promise: () => Promise<A>) =>
@@ -296,6 +320,499 @@ describe("BedrockProvider", () => {
       }), 10_000)
   })
 
+  describe("tools", () => {
+    const weather: LlmRequest.ToolDefinition = {
+      type: "function",
+      function: {
+        name: "get_weather",
+        description: "Current weather in a city",
+        parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] }
+      }
+    }
+    const clock: LlmRequest.ToolDefinition = { type: "function", function: { name: "now" } }
+    const toolCall = (id: string, name: string, args: string): LlmRequest.ToolCall => ({
+      id,
+      type: "function",
+      function: { name, arguments: args }
+    })
+    const withTools = (over: Partial<LlmProvider.ProviderCall>): LlmProvider.ProviderCall => ({
+      model,
+      model_id: modelId,
+      messages: [{ role: "user", content: "Weather in Paris?" }],
+      max_tokens: 64,
+      tools: [weather, clock],
+      ...over
+    })
+
+    it.scoped("sends the tools in toolConfig and maps toolUse blocks to tool calls", () =>
+      Effect.gen(function*() {
+        const { stub, provider } = yield* setup
+        stub.reply(BedrockStub.converseToolUse(
+          [{ toolUseId: "tu_1", name: "get_weather", input: { city: "Paris" } }],
+          { inputTokens: 30, outputTokens: 9 },
+          "Let me check."
+        ))
+
+        const completion = yield* provider.complete(withTools({ tool_choice: "required" }))
+
+        expect(completion).toEqual({
+          text: "Let me check.",
+          usage: { input_tokens: 30, output_tokens: 9 },
+          finish_reason: "tool_calls",
+          tool_calls: [toolCall("tu_1", "get_weather", "{\"city\":\"Paris\"}")]
+        })
+        expect(stub.requests[0]?.body).toEqual({
+          messages: [{ role: "user", content: [{ text: "Weather in Paris?" }] }],
+          inferenceConfig: { maxTokens: 64 },
+          toolConfig: {
+            tools: [
+              { toolSpec: { name: "get_weather", description: "Current weather in a city", inputSchema: { json: weather.function.parameters } } },
+              // A function without parameters still needs an input schema.
+              { toolSpec: { name: "now", inputSchema: { json: { type: "object", properties: {} } } } }
+            ],
+            toolChoice: { any: {} }
+          }
+        })
+      }))
+
+    it("maps tool_choice; none shows the model no tools at all", () => {
+      const toolConfigOf = (tool_choice: LlmRequest.ToolChoice | undefined) =>
+        Either.getOrThrow(BedrockProvider.toConverseInput(withTools({ tool_choice }))).toolConfig
+      expect(toolConfigOf("auto")?.toolChoice).toEqual({ auto: {} })
+      expect(toolConfigOf("required")?.toolChoice).toEqual({ any: {} })
+      expect(toolConfigOf({ type: "function", function: { name: "now" } })?.toolChoice).toEqual({ tool: { name: "now" } })
+      // No choice given: Bedrock's default (auto) applies.
+      expect(Object.keys(toolConfigOf(undefined) ?? {})).toEqual(["tools"])
+      expect(toolConfigOf(undefined)?.tools).toHaveLength(2)
+      expect(toolConfigOf("none")).toBeUndefined()
+      expect(Either.getOrThrow(BedrockProvider.toConverseInput(withTools({ tools: [] }))).toolConfig).toBeUndefined()
+    })
+
+    it.scoped("sends earlier tool calls as toolUse blocks and their results as one user turn", () =>
+      Effect.gen(function*() {
+        const { stub, provider } = yield* setup
+        stub.reply(BedrockStub.converse(["Paris 18°C, Rome 21°C."], { inputTokens: 80, outputTokens: 9 }))
+
+        const completion = yield* provider.complete(withTools({
+          messages: [
+            { role: "system", content: "Use the tools." },
+            { role: "user", content: "Weather in Paris and Rome?" },
+            {
+              role: "assistant",
+              content: "",
+              tool_calls: [
+                toolCall("tu_1", "get_weather", "{\"city\":\"Paris\"}"),
+                toolCall("tu_2", "get_weather", "{\"city\":\"Rome\"}")
+              ]
+            },
+            { role: "tool", tool_call_id: "tu_1", content: "18°C" },
+            { role: "tool", tool_call_id: "tu_2", content: "21°C" },
+            { role: "user", content: "Both, please." },
+            { role: "assistant", content: "One moment.", tool_calls: [toolCall("tu_3", "now", "")] },
+            { role: "tool", tool_call_id: "tu_3", content: "12:00" }
+          ],
+          tool_choice: "auto"
+        }))
+
+        expect(completion.text).toBe("Paris 18°C, Rome 21°C.")
+        expect(completion.tool_calls).toBeUndefined()
+        const body = stub.requests[0]?.body
+        expect(body).toMatchObject({ system: [{ text: "Use the tools." }], toolConfig: { toolChoice: { auto: {} } } })
+        expect(body).toHaveProperty("messages", [
+          { role: "user", content: [{ text: "Weather in Paris and Rome?" }] },
+          {
+            role: "assistant",
+            content: [
+              { toolUse: { toolUseId: "tu_1", name: "get_weather", input: { city: "Paris" } } },
+              { toolUse: { toolUseId: "tu_2", name: "get_weather", input: { city: "Rome" } } }
+            ]
+          },
+          {
+            role: "user",
+            content: [
+              { toolResult: { toolUseId: "tu_1", content: [{ text: "18°C" }] } },
+              { toolResult: { toolUseId: "tu_2", content: [{ text: "21°C" }] } },
+              { text: "Both, please." }
+            ]
+          },
+          { role: "assistant", content: [{ text: "One moment." }, { toolUse: { toolUseId: "tu_3", name: "now", input: {} } }] },
+          { role: "user", content: [{ toolResult: { toolUseId: "tu_3", content: [{ text: "12:00" }] } }] }
+        ])
+      }))
+
+    it.scoped("refuses tool calls whose arguments are not a JSON object, naming the call, before any request", () =>
+      Effect.gen(function*() {
+        const { stub, provider } = yield* setup
+        const history = (args: string) =>
+          withTools({
+            messages: [
+              { role: "user", content: "Weather?" },
+              { role: "assistant", content: "", tool_calls: [toolCall("tu_9", "get_weather", args)] },
+              { role: "tool", tool_call_id: "tu_9", content: "?" }
+            ]
+          })
+
+        const notJson = yield* Effect.flip(provider.complete(history("{\"city\":")))
+        const notObject = yield* Effect.flip(Stream.runDrain(provider.stream(history("[1,2]"))))
+        const noId = yield* Effect.flip(provider.complete(withTools({
+          messages: [{ role: "user", content: "x" }, { role: "tool", content: "orphan" }]
+        })))
+
+        for (const e of [notJson, notObject, noId]) {
+          expect(e).toMatchObject({ kind: "validation", retryable: false, provider: "bedrock", model: modelId })
+        }
+        expect(notJson.message).toContain("tu_9 (get_weather)")
+        expect(notJson.message).toContain("not valid JSON")
+        expect(notObject.message).toContain("not a JSON object")
+        expect(noId.message).toContain("tool_call_id")
+        expect(stub.requests).toHaveLength(0)
+      }))
+
+    it.scoped("streams tool calls as ToolCallDeltas that assemble to the calls", () =>
+      Effect.gen(function*() {
+        const { stub, provider } = yield* setup
+        stub.reply(BedrockStub.eventStream(
+          BedrockStub.event("messageStart", { role: "assistant" }),
+          BedrockStub.event("contentBlockDelta", { contentBlockIndex: 0, delta: { text: "Checking." } }),
+          BedrockStub.event("contentBlockStop", { contentBlockIndex: 0 }),
+          ...BedrockStub.toolUseFrames(1, { toolUseId: "tu_1", name: "get_weather" }, ["{\"ci", "ty\":", "\"Paris\"}"]),
+          ...BedrockStub.toolUseFrames(2, { toolUseId: "tu_2", name: "now" }, ["{}"]),
+          BedrockStub.event("messageStop", { stopReason: "tool_use" }),
+          BedrockStub.event("metadata", { usage: { inputTokens: 30, outputTokens: 20, totalTokens: 50 } })
+        ))
+
+        const events = Chunk.toReadonlyArray(yield* Stream.runCollect(provider.stream(withTools({ tool_choice: "auto" }))))
+
+        expect(events).toEqual([
+          { _tag: "TextDelta", text: "Checking." },
+          { _tag: "ToolCallDelta", index: 0, id: "tu_1", name: "get_weather", arguments: "" },
+          { _tag: "ToolCallDelta", index: 0, arguments: "{\"ci" },
+          { _tag: "ToolCallDelta", index: 0, arguments: "ty\":" },
+          { _tag: "ToolCallDelta", index: 0, arguments: "\"Paris\"}" },
+          { _tag: "ToolCallDelta", index: 1, id: "tu_2", name: "now", arguments: "" },
+          { _tag: "ToolCallDelta", index: 1, arguments: "{}" },
+          { _tag: "Finish", finish_reason: "tool_calls" },
+          { _tag: "Usage", usage: { input_tokens: 30, output_tokens: 20 } }
+        ])
+        expect(assembleToolCalls(events)).toEqual([
+          toolCall("tu_1", "get_weather", "{\"city\":\"Paris\"}"),
+          toolCall("tu_2", "now", "{}")
+        ])
+        expect(stub.requests[0]?.body).toMatchObject({ toolConfig: { toolChoice: { auto: {} }, tools: [{}, {}] } })
+      }))
+  })
+
+  describe("response format and seed", () => {
+    for (const response_format of [
+      { type: "json_object" },
+      { type: "json_schema", json_schema: { name: "answer", schema: { type: "object" } } }
+    ] as const) {
+      it.scoped(`refuses response_format ${response_format.type} clearly, without a request`, () =>
+        Effect.gen(function*() {
+          const { stub, provider } = yield* setup
+
+          const viaComplete = yield* Effect.flip(provider.complete({ ...call, response_format }))
+          const viaStream = yield* Effect.flip(Stream.runDrain(provider.stream({ ...call, response_format })))
+
+          for (const e of [viaComplete, viaStream]) {
+            expect(e).toMatchObject({ kind: "validation", retryable: false, provider: "bedrock", model: modelId })
+            expect(e.message).toContain(`response_format ${response_format.type} is not supported`)
+            expect(e.message).toContain("no JSON mode")
+          }
+          expect(stub.requests).toHaveLength(0)
+        }))
+    }
+
+    it.scoped("accepts response_format text and leaves seed out (Converse has none)", () =>
+      Effect.gen(function*() {
+        const { stub, provider } = yield* setup
+        stub.reply(BedrockStub.converse(["ok"], { inputTokens: 3, outputTokens: 1 }))
+
+        yield* provider.complete({ ...call, response_format: { type: "text" }, seed: 7 })
+
+        expect(Object.keys(stub.requests[0]?.body as object).sort()).toEqual(["inferenceConfig", "messages", "system"])
+      }))
+  })
+
+  describe("a stream that breaks off", () => {
+    const partial = [
+      BedrockStub.event("messageStart", { role: "assistant" }),
+      BedrockStub.event("contentBlockDelta", { contentBlockIndex: 0, delta: { text: "Hel" } }),
+      BedrockStub.event("contentBlockDelta", { contentBlockIndex: 0, delta: { text: "lo" } })
+    ]
+
+    const itFailsRetryably = (title: string, reply: BedrockStub.Reply) =>
+      it.scoped(title, () =>
+        Effect.gen(function*() {
+          const { stub, provider } = yield* setup
+          stub.reply(reply)
+
+          const items = Chunk.toReadonlyArray(yield* Stream.runCollect(Stream.either(provider.stream(call))))
+
+          expect(items.flatMap((i) => (Either.isRight(i) ? [i.right] : []))).toEqual([
+            { _tag: "TextDelta", text: "Hel" },
+            { _tag: "TextDelta", text: "lo" }
+          ])
+          const last = items.at(-1)
+          assert(last !== undefined && Either.isLeft(last))
+          expect(last.left).toMatchObject({ retryable: true, provider: "bedrock", model: modelId })
+          expect(["stream", "connection"]).toContain(last.left.kind)
+        }))
+
+    itFailsRetryably("fails retryably when the event stream ends without messageStop", BedrockStub.eventStream(...partial))
+    itFailsRetryably("fails retryably when the HTTP/2 stream is reset mid-answer", BedrockStub.eventStream(...partial, BedrockStub.reset))
+
+    it.scoped("ends normally once messageStop came, even without metadata after it", () =>
+      Effect.gen(function*() {
+        const { stub, provider } = yield* setup
+        stub.reply(BedrockStub.eventStream(...partial, BedrockStub.event("messageStop", { stopReason: "end_turn" })))
+
+        const events = yield* Stream.runCollect(provider.stream(call))
+
+        expect(Chunk.toReadonlyArray(events).at(-1)).toEqual({ _tag: "Finish", finish_reason: "stop" })
+      }))
+  })
+
+  describe("embed (Titan)", () => {
+    const embedModel: ModelCatalog.ModelEntry = {
+      ...model,
+      id: "titan-embed",
+      provider_ids: { bedrock: "amazon.titan-embed-text-v1" },
+      kind: "embedding",
+      output_usd_per_million: 0
+    }
+    const embedCall = (input: ReadonlyArray<string>, over?: Partial<LlmProvider.EmbedCall>): LlmProvider.EmbedCall => ({
+      model: embedModel,
+      model_id: "amazon.titan-embed-text-v1",
+      input,
+      ...over
+    })
+    const inputTextOf = (r: BedrockStub.RecordedRequest): string => {
+      const body = r.body as { readonly inputText?: unknown }
+      return typeof body.inputText === "string" ? body.inputText : ""
+    }
+
+    it.scoped("v1: one InvokeModel per input, vectors in input order, tokens summed", () =>
+      Effect.gen(function*() {
+        const { stub, provider } = yield* setup
+        const input = ["alpha", "beta gamma", "delta"]
+        // Later inputs answer sooner, so arrival order and answer order differ.
+        const answer = BedrockStub.respond((r) => {
+          const i = input.indexOf(inputTextOf(r))
+          return BedrockStub.titanEmbedding([i, i / 2], 10 + i, (input.length - i) * 40)
+        })
+        stub.reply(answer, answer, answer)
+
+        const embeddings = yield* embedOf(provider)(embedCall(input))
+
+        expect(embeddings).toEqual({ vectors: [[0, 0], [1, 0.5], [2, 1]], input_tokens: 10 + 11 + 12 })
+        expect(stub.requests).toHaveLength(3)
+        expect(stub.requests.map((r) => r.body).sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b))))
+          .toEqual([{ inputText: "alpha" }, { inputText: "beta gamma" }, { inputText: "delta" }])
+        for (const r of stub.requests) {
+          expect(r.path).toBe("/model/amazon.titan-embed-text-v1/invoke")
+          expect(r.headers["content-type"]).toBe("application/json")
+          expect(r.headers.authorization).toMatch(/^AWS4-HMAC-SHA256 .*\/bedrock\/aws4_request/)
+        }
+      }))
+
+    it.scopedLive(`keeps at most ${BedrockProvider.embedConcurrency} calls in flight`, () =>
+      Effect.gen(function*() {
+        const { stub, provider } = yield* setup
+        const gate = yield* Deferred.make<void>()
+        const released = Effect.runPromise(Deferred.await(gate))
+        const input = ["a", "b", "c", "d", "e", "f"]
+        stub.reply(...input.map((_, i) => ({ ...BedrockStub.titanEmbedding([i], 1), after: released })))
+
+        const fiber = yield* Effect.fork(embedOf(provider)(embedCall(input)))
+        yield* within(5000, () => stub.request(BedrockProvider.embedConcurrency))
+        // Time for a call over the limit to show up, if the provider made one.
+        yield* Effect.sleep("100 millis")
+        expect(stub.requests).toHaveLength(BedrockProvider.embedConcurrency)
+        yield* Deferred.succeed(gate, undefined)
+
+        const embeddings = yield* Fiber.join(fiber)
+        expect(embeddings.vectors).toHaveLength(6)
+        expect(embeddings.input_tokens).toBe(6)
+        expect(stub.requests).toHaveLength(6)
+      }), 10_000)
+
+    it.scoped("v2: sends dimensions; v1 refuses them before any request", () =>
+      Effect.gen(function*() {
+        const { stub, provider } = yield* setup
+        stub.reply(BedrockStub.titanEmbedding([0.1, 0.2], 4))
+
+        const v2 = yield* embedOf(provider)(embedCall(["hello"], { model_id: "amazon.titan-embed-text-v2:0", dimensions: 256 }))
+        const v1 = yield* Effect.flip(embedOf(provider)(embedCall(["hello"], { dimensions: 256 })))
+
+        expect(v2).toEqual({ vectors: [[0.1, 0.2]], input_tokens: 4 })
+        expect(stub.requests).toHaveLength(1)
+        expect(stub.requests[0]?.path).toBe("/model/amazon.titan-embed-text-v2%3A0/invoke")
+        expect(stub.requests[0]?.body).toEqual({ inputText: "hello", dimensions: 256 })
+        expect(v1).toMatchObject({ kind: "validation", retryable: false, model: "amazon.titan-embed-text-v1" })
+        expect(v1.message).toContain("dimensions")
+      }))
+
+    it.scoped("maps throttling to a retryable throttled error", () =>
+      Effect.gen(function*() {
+        const { stub, provider } = yield* setup
+        stub.reply(BedrockStub.error(429, "ThrottlingException", "Too many requests"))
+
+        const error = yield* Effect.flip(embedOf(provider)(embedCall(["hello"])))
+
+        expect(error).toBeInstanceOf(Errors.ProviderError)
+        expect(error).toMatchObject({
+          kind: "throttled",
+          retryable: true,
+          upstream_status: 429,
+          upstream_type: "ThrottlingException",
+          model: "amazon.titan-embed-text-v1"
+        })
+      }))
+
+    it.scoped("an answer that is not a Titan embedding is an error, not a vector", () =>
+      Effect.gen(function*() {
+        const { stub, provider } = yield* setup
+        stub.reply({ _tag: "Json", body: { embeddings: [[1]] } })
+
+        const error = yield* Effect.flip(embedOf(provider)(embedCall(["hello"])))
+
+        expect(error).toMatchObject({ kind: "unknown", retryable: false })
+        expect(error.message).toContain("no Titan embedding")
+      }))
+
+    it.scopedLive("interrupting embed resets the HTTP/2 streams of the calls in flight", () =>
+      Effect.gen(function*() {
+        const { stub, provider } = yield* setup
+        const slow = BedrockStub.titanEmbedding([1], 1, 2000)
+        stub.reply(slow, slow)
+
+        const fiber = yield* Effect.fork(embedOf(provider)(embedCall(["a", "b"])))
+        const requests = yield* within(5000, () => Promise.all([stub.request(1), stub.request(2)]))
+        yield* Fiber.interrupt(fiber).pipe(Effect.timeout("1 second"))
+
+        for (const req of requests) {
+          const closure = yield* within(1000, () => req.closed)
+          expect(closure.replyComplete).toBe(false)
+          expect(closure.rstCode).not.toBe(Http2.constants.NGHTTP2_NO_ERROR)
+        }
+      }), 10_000)
+
+    it.scoped("no inputs, no calls", () =>
+      Effect.gen(function*() {
+        const { stub, provider } = yield* setup
+        expect(yield* embedOf(provider)(embedCall([]))).toEqual({ vectors: [], input_tokens: 0 })
+        expect(stub.requests).toHaveLength(0)
+      }))
+  })
+
+  describe("Scenario stub", () => {
+    type Outcome = "ok" | Errors.ProviderErrorKind | "timed out"
+    /** What became of a call; `hang` is given a short while only, the others all the time a loaded machine needs. */
+    const outcomeOf = <A>(scenario: Scenario, effect: Effect.Effect<A, Errors.ProviderError>) =>
+      effect.pipe(
+        Effect.timeout(scenario === "hang" ? "200 millis" : "5 seconds"),
+        Effect.match({
+          onFailure: (e): { readonly outcome: Outcome; readonly retryable?: boolean } =>
+            e._tag === "TimeoutException" ? { outcome: "timed out" } : { outcome: e.kind, retryable: e.retryable },
+          onSuccess: () => ({ outcome: "ok" as const })
+        })
+      )
+
+    const expected: Record<Scenario, { readonly outcome: Outcome; readonly retryable?: boolean }> = {
+      success: { outcome: "ok" },
+      tool_call: { outcome: "ok" },
+      throttle_once: { outcome: "throttled", retryable: true },
+      server_error: { outcome: "server", retryable: true },
+      bad_request: { outcome: "validation", retryable: false },
+      hang: { outcome: "timed out" },
+      reset_mid_stream: { outcome: "connection", retryable: true }
+    }
+
+    const scenarioStub = Effect.acquireRelease(Effect.promise(() => startBedrockStub()), (stub) => Effect.promise(() => stub.close()))
+
+    for (const scenario of scenarios) {
+      it.scopedLive(`${scenario}: complete, stream and embed through the real SDK`, () =>
+        Effect.gen(function*() {
+          const stub = yield* scenarioStub
+          const provider = yield* BedrockProvider.make(settingsFor(stub.url))
+          const chat = { ...call, tools: [{ type: "function" as const, function: { name: fixture.tool.name } }] }
+
+          stub.setScenario(scenario)
+          const completion = yield* outcomeOf(scenario, provider.complete(chat))
+          stub.setScenario(scenario)
+          const collected: Array<LlmProvider.StreamEvent> = []
+          const streamed = yield* outcomeOf(scenario, provider.stream(chat).pipe(Stream.runForEach((e) => Effect.sync(() => collected.push(e)))))
+          stub.setScenario(scenario)
+          const embedded = yield* outcomeOf(scenario, embedOf(provider)({ model, model_id: "amazon.titan-embed-text-v1", input: ["hi"] }))
+
+          expect(completion).toEqual(expected[scenario])
+          // A cut stream is a broken stream: whatever the transport made of it, a retry may cure it.
+          expect(streamed).toEqual(scenario === "reset_mid_stream" ? { outcome: "stream", retryable: true } : expected[scenario])
+          expect(embedded).toEqual(expected[scenario])
+          expect(stub.requests()).toHaveLength(3)
+          expect(stub.headers().every((h) => String(h.authorization).startsWith("AWS4-HMAC-SHA256 "))).toBe(true)
+
+          const text = collected.flatMap((e) => (e._tag === "TextDelta" ? [e.text] : [])).join("")
+          switch (scenario) {
+            case "success":
+              expect(text).toBe(fixture.text)
+              expect(collected.slice(-2)).toEqual([
+                { _tag: "Finish", finish_reason: "stop" },
+                { _tag: "Usage", usage: fixture.usage }
+              ])
+              break
+            case "tool_call":
+              expect(assembleToolCalls(collected)).toEqual([{ id: fixture.tool.id, type: "function", function: { name: fixture.tool.name, arguments: fixture.tool.arguments } }])
+              expect(collected).toContainEqual({ _tag: "Finish", finish_reason: "tool_calls" })
+              break
+            case "reset_mid_stream":
+              expect(text).toBe(fixture.textChunks.slice(0, fixture.cutAfterChunks).join(""))
+              break
+            case "hang": {
+              // The client's abort reaches the stub as a cancelled HTTP/2 stream, one per exchange.
+              yield* Effect.suspend(() => (stub.aborted() >= 3 ? Effect.void : Effect.fail("not yet"))).pipe(
+                Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo("2 seconds")))
+              )
+              expect(stub.aborted()).toBe(3)
+              break
+            }
+            default:
+              expect(collected).toEqual([])
+          }
+
+          // After the scenario, the same client gets whole answers again (a dropped connection is redialled).
+          stub.setScenario(scenario === "tool_call" ? "tool_call" : "success")
+          const after = yield* provider.complete(chat)
+          if (scenario === "tool_call") {
+            expect(after).toEqual({
+              text: "",
+              usage: fixture.usage,
+              finish_reason: "tool_calls",
+              tool_calls: [{ id: fixture.tool.id, type: "function", function: { name: fixture.tool.name, arguments: fixture.tool.arguments } }]
+            })
+          } else {
+            expect(after).toEqual({ text: fixture.text, usage: fixture.usage, finish_reason: "stop" })
+          }
+          const embeddings = yield* embedOf(provider)({ model, model_id: "amazon.titan-embed-text-v1", input: ["a", "b"] })
+          expect(embeddings).toEqual({ vectors: [fixture.embedding, fixture.embedding], input_tokens: 2 * fixture.embeddingTokens })
+          if (scenario !== "hang") expect(stub.aborted()).toBe(0)
+        }), 10_000)
+    }
+
+    it.scopedLive("throttle_once throttles only the first request after setScenario", () =>
+      Effect.gen(function*() {
+        const stub = yield* scenarioStub
+        const provider = yield* BedrockProvider.make(settingsFor(stub.url))
+        stub.setScenario("throttle_once")
+
+        const completion = yield* provider.complete(call).pipe(Effect.retry({ times: 1, while: (e) => e.retryable }))
+
+        expect(completion.text).toBe(fixture.text)
+        expect(stub.requests()).toHaveLength(2)
+      }))
+  })
+
   describe("toProviderError", () => {
     const ctx = { provider: "bedrock", model: modelId }
     const errno = (code: string, message: string) => Object.assign(new Error(message), { code })
@@ -310,6 +827,11 @@ describe("BedrockProvider", () => {
         expect(BedrockProvider.toProviderError(e, ctx)).toMatchObject({ kind: "connection", retryable: true })
       }
       expect(BedrockProvider.toProviderError(errno("ECONNRESET", "read ECONNRESET"), ctx).upstream_type).toBe("ECONNRESET")
+    })
+
+    it("maps a session that died before the response to a connection error, though the handler calls it TimeoutError", () => {
+      const e = Object.assign(new Error("Unexpected error: http2 request did not get a response"), { name: "TimeoutError" })
+      expect(BedrockProvider.toProviderError(e, ctx)).toMatchObject({ kind: "connection", retryable: true })
     })
 
     it("maps the handler's TimeoutError to a retryable timeout", () => {
@@ -328,7 +850,7 @@ describe("BedrockProvider", () => {
 
   describe("request mapping", () => {
     it("moves every system message to system and merges consecutive turns of one role", () => {
-      const input = BedrockProvider.toConverseInput({
+      const input = Either.getOrThrow(BedrockProvider.toConverseInput({
         ...call,
         messages: [
           { role: "system", content: "a" },
@@ -338,7 +860,7 @@ describe("BedrockProvider", () => {
           { role: "system", content: "b" },
           { role: "user", content: "q3" }
         ]
-      })
+      }))
       expect(input.system).toEqual([{ text: "a" }, { text: "b" }])
       expect(input.messages).toEqual([
         { role: "user", content: [{ text: "q1" }, { text: "q2" }] },

@@ -1,6 +1,7 @@
 /**
  * A wire-level Bedrock Runtime stub: cleartext HTTP/2 on loopback (the SDK speaks HTTP/2 by
- * default), answering from a scripted queue the way Bedrock does, and recording what it got.
+ * default), answering from a scripted queue the way Bedrock does (Converse, ConverseStream,
+ * InvokeModel), and recording what it got.
  */
 import { EventStreamCodec } from "@smithy/eventstream-codec"
 import { fromUtf8, toUtf8 } from "@smithy/util-utf8"
@@ -30,12 +31,15 @@ export interface RecordedRequest {
 export type Frame =
   | { readonly _tag: "Event"; readonly type: string; readonly payload: unknown; readonly delayMs?: number }
   | { readonly _tag: "Exception"; readonly type: string; readonly message: string; readonly delayMs?: number }
+  /** Not a frame: resets the HTTP/2 stream (RST_STREAM INTERNAL_ERROR) once the frames before it are out. */
+  | { readonly _tag: "Reset"; readonly delayMs?: number }
 
-/** A 200 JSON reply, sent after `delayMs`. */
+/** A 200 JSON reply, sent once `after` (if any) has settled, then `delayMs` later. */
 export interface JsonReply {
   readonly _tag: "Json"
   readonly body: unknown
   readonly delayMs?: number
+  readonly after?: Promise<unknown>
 }
 
 /** One scripted reply. */
@@ -43,6 +47,8 @@ export type Reply =
   | JsonReply
   | { readonly _tag: "Error"; readonly status: number; readonly type: string; readonly message: string }
   | { readonly _tag: "EventStream"; readonly frames: ReadonlyArray<Frame> }
+  /** A reply made from the request, for concurrent requests whose arrival order is not known. */
+  | { readonly _tag: "Respond"; readonly respond: (request: RecordedRequest) => Reply }
 
 /** The running stub. */
 export interface BedrockStub {
@@ -89,6 +95,53 @@ export const event = (type: string, payload: unknown, delayMs?: number): Frame =
 /** An exception frame, as Bedrock sends mid-stream failures. */
 export const exception = (type: string, message: string): Frame => ({ _tag: "Exception", type, message })
 
+/** Resets the HTTP/2 stream instead of sending the rest: the answer breaks off. */
+export const reset: Frame = { _tag: "Reset" }
+
+/** Answers each request with what `respond` makes of it. */
+export const respond = (f: (request: RecordedRequest) => Reply): Reply => ({ _tag: "Respond", respond: f })
+
+/** A Converse answer that calls tools (stop reason `tool_use`), after an optional text block. */
+export const converseToolUse = (
+  calls: ReadonlyArray<{ readonly toolUseId: string; readonly name: string; readonly input: unknown }>,
+  usage: { readonly inputTokens: number; readonly outputTokens: number },
+  text?: string
+): JsonReply => ({
+  _tag: "Json",
+  body: {
+    output: {
+      message: {
+        role: "assistant",
+        content: [...(text === undefined ? [] : [{ text }]), ...calls.map((toolUse) => ({ toolUse }))]
+      }
+    },
+    stopReason: "tool_use",
+    usage: { ...usage, totalTokens: usage.inputTokens + usage.outputTokens },
+    metrics: { latencyMs: 42 }
+  }
+})
+
+/**
+ * The frames of one tool call at content block `block`: its start (id and name), its input JSON
+ * in the given fragments, its stop.
+ */
+export const toolUseFrames = (
+  block: number,
+  toolUse: { readonly toolUseId: string; readonly name: string },
+  inputFragments: ReadonlyArray<string>
+): ReadonlyArray<Frame> => [
+  event("contentBlockStart", { contentBlockIndex: block, start: { toolUse } }),
+  ...inputFragments.map((input) => event("contentBlockDelta", { contentBlockIndex: block, delta: { toolUse: { input } } })),
+  event("contentBlockStop", { contentBlockIndex: block })
+]
+
+/** A Titan text embedding answer (InvokeModel), sent after `delayMs`. */
+export const titanEmbedding = (embedding: ReadonlyArray<number>, inputTextTokenCount: number, delayMs?: number): JsonReply => ({
+  _tag: "Json",
+  body: { embedding, inputTextTokenCount },
+  ...(delayMs === undefined ? {} : { delayMs })
+})
+
 /** The frames of a plain text answer: start, one delta per piece, stop, metadata. */
 export const textFrames = (
   pieces: ReadonlyArray<string>,
@@ -104,7 +157,8 @@ export const textFrames = (
 
 const codec = new EventStreamCodec(toUtf8, fromUtf8)
 
-const encodeFrame = (frame: Frame): Uint8Array => {
+/** One event or exception frame on the wire (AWS event-stream encoding). */
+export const encodeFrame = (frame: Exclude<Frame, { readonly _tag: "Reset" }>): Uint8Array => {
   const str = (value: string) => ({ type: "string" as const, value })
   return frame._tag === "Event"
     ? codec.encode({
@@ -149,17 +203,20 @@ export const make: Effect.Effect<BedrockStub, never, Scope.Scope> = Effect.gen(f
     timers.add(timer)
   }
 
-  const answer = (stream: Http2.ServerHttp2Stream, reply: Reply, done: () => void) => {
+  const answer = (stream: Http2.ServerHttp2Stream, request: RecordedRequest, reply: Reply, done: () => void): void => {
     const open = () => !stream.destroyed && !stream.closed
     switch (reply._tag) {
+      case "Respond":
+        return answer(stream, request, reply.respond(request), done)
       case "Json": {
         const send = () => {
           if (!open()) return
           stream.respond({ ":status": 200, "content-type": "application/json" })
           stream.end(JSON.stringify(reply.body), done)
         }
-        if (reply.delayMs === undefined) send()
-        else later(reply.delayMs, send)
+        const delayed = () => (reply.delayMs === undefined ? send() : later(reply.delayMs, send))
+        if (reply.after === undefined) delayed()
+        else reply.after.then(delayed, delayed)
         return
       }
       case "Error": {
@@ -178,7 +235,9 @@ export const make: Effect.Effect<BedrockStub, never, Scope.Scope> = Effect.gen(f
           }
           const write = () => {
             if (!open()) return
-            stream.write(encodeFrame(frame), () => next(i + 1))
+            // The frames before a reset went out with their write callbacks: the reset cannot overtake them.
+            if (frame._tag === "Reset") stream.close(Http2.constants.NGHTTP2_INTERNAL_ERROR)
+            else stream.write(encodeFrame(frame), () => next(i + 1))
           }
           if (frame.delayMs === undefined) write()
           else later(frame.delayMs, write)
@@ -214,7 +273,7 @@ export const make: Effect.Effect<BedrockStub, never, Scope.Scope> = Effect.gen(f
       requests.push(recorded)
       for (const w of waiters.filter((w) => w.n === requests.length)) w.resolve(recorded)
       const reply = queue.shift() ?? error(500, "InternalServerException", "stub: no reply scripted")
-      answer(stream, reply, () => {
+      answer(stream, recorded, reply, () => {
         replyComplete = true
       })
     })

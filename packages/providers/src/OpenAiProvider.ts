@@ -1,0 +1,535 @@
+/**
+ * The OpenAI `LlmProvider`, and the same adapter for any OpenAI-compatible server (vLLM, Ollama,
+ * LM Studio, llama.cpp server): chat completions and embeddings through the official `openai`
+ * client.
+ */
+import { Errors, type LlmRequest, type Usage } from "@tidyllm/core"
+import type { LlmProvider } from "@tidyllm/corporate-llm"
+import { Effect, Either, Option, Predicate, Redacted, Ref, Stream, type Scope } from "effect"
+import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError, OpenAI } from "openai"
+import { connectionCodes, connectionMessage, kindByStatus, stringProperty } from "./internal/errors.js"
+
+/** Adapter options the app decides. */
+export interface Options {
+  /** The name requests use: `openai`, or the server's key under `providers.openai_compatible` (e.g. `ollama`). */
+  readonly name: string
+  /** The API root, `…/v1`. */
+  readonly baseUrl: string
+  readonly apiKey?: Redacted.Redacted<string> | undefined
+  readonly organization?: string | undefined
+  readonly project?: string | undefined
+  /** `openai`: unconfigured without an api key. `compatible`: configured by its base URL alone. */
+  readonly flavour: "openai" | "compatible"
+}
+
+/** Who a failure belongs to, for {@link toProviderError}. */
+export interface ErrorContext {
+  readonly provider: string
+  readonly model: string
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/** Upstream error codes that say more than their HTTP status. */
+const kindByCode: ReadonlyMap<string, Errors.ProviderErrorKind> = new Map<string, Errors.ProviderErrorKind>([
+  // A 429 that no retry cures: the account has no credit left. Not retryable, so the gateway fails over at once.
+  ["insufficient_quota", "auth"]
+])
+
+/**
+ * Error types and codes of an `error` event inside a stream, which comes without a status.
+ * (With a status, the status decides: OpenAI calls its 401s and 404s `invalid_request_error` too.)
+ */
+const kindByType: ReadonlyMap<string, Errors.ProviderErrorKind> = new Map<string, Errors.ProviderErrorKind>([
+  ["rate_limit_exceeded", "throttled"],
+  ["server_error", "server"],
+  ["invalid_request_error", "validation"],
+  ["context_length_exceeded", "validation"],
+  ["model_not_found", "not_found"]
+])
+
+const labelOf = (provider: string): string => (provider === "openai" ? "OpenAI" : provider)
+
+/** The error and its causes, outermost first (undici hides the socket's error two causes deep). */
+const causeChain = (error: unknown): ReadonlyArray<unknown> => {
+  const chain: Array<unknown> = []
+  let current: unknown = error
+  while (current !== undefined && current !== null && chain.length < 5 && !chain.includes(current)) {
+    chain.push(current)
+    current = Predicate.hasProperty(current, "cause") ? current.cause : undefined
+  }
+  return chain
+}
+
+/** undici's codes and words for a connection the other side closed mid-answer. */
+const cutCodes: ReadonlySet<string> = new Set(["UND_ERR_SOCKET", "UND_ERR_CLOSED"])
+const cutMessage = /^terminated$|other side closed|socket hang up/i
+
+// `instanceof` alone narrows to `APIError<any, any, any>`.
+const isApiError = (u: unknown): u is APIError => u instanceof APIError
+
+const kindOfApiError = (error: APIError): Errors.ProviderErrorKind => {
+  if (error instanceof APIConnectionTimeoutError) return "timeout"
+  // Our own interruption aborted the call; nothing waits for this error, and a retry would be safe.
+  if (error instanceof APIUserAbortError || error instanceof APIConnectionError) return "connection"
+  const code = typeof error.code === "string" ? error.code : undefined
+  const byCode = code === undefined ? undefined : kindByCode.get(code)
+  if (byCode !== undefined) return byCode
+  if (error.status !== undefined) return kindByStatus(error.status) ?? (error.status === 422 ? "validation" : "unknown")
+  // An `error` event inside a stream; one that names nothing we know still broke the answer off.
+  return (code === undefined ? undefined : kindByType.get(code)) ??
+    (error.type === undefined ? undefined : kindByType.get(error.type)) ??
+    "stream"
+}
+
+/**
+ * Maps anything the `openai` client (or the socket under it) throws to one `ProviderError`: by
+ * the client's error class and the upstream `error.code` / `error.type`, then HTTP status, then
+ * the marks of a broken connection anywhere in the cause chain.
+ */
+export const toProviderError = (error: unknown, context: ErrorContext): Errors.ProviderError => {
+  if (error instanceof Errors.ProviderError) return error
+  const chain = causeChain(error)
+  const codes = chain.flatMap((e) => {
+    const code = stringProperty(e, "code")
+    return code === undefined ? [] : [code]
+  })
+  const messages = chain.flatMap((e) => {
+    const message = stringProperty(e, "message") ?? (typeof e === "string" ? e : undefined)
+    return message === undefined || message.length === 0 ? [] : [message]
+  })
+  // "Connection error: fetch failed: other side closed": the cause says what the wrapper does not.
+  const message = messages.length === 0
+    ? String(error)
+    : messages.map((m, i) => (i < messages.length - 1 ? m.replace(/\.$/, "") : m)).join(": ")
+  const brokenConnection = codes.some((code) => connectionCodes.has(code) || cutCodes.has(code)) ||
+    messages.some((m) => connectionMessage.test(m) || cutMessage.test(m))
+  const name = stringProperty(error, "name")
+  let kind: Errors.ProviderErrorKind
+  let status: number | undefined
+  let upstreamType: string | undefined
+  if (isApiError(error)) {
+    kind = kindOfApiError(error)
+    status = error.status
+    upstreamType = error instanceof APIConnectionError
+      ? codes[0] ?? error.constructor.name
+      : (typeof error.code === "string" ? error.code : undefined) ?? error.type ?? error.constructor.name
+  } else {
+    kind = codes.includes("ETIMEDOUT") || codes.includes("UND_ERR_HEADERS_TIMEOUT") || codes.includes("UND_ERR_BODY_TIMEOUT")
+      ? "timeout"
+      : brokenConnection || name === "AbortError"
+      ? "connection"
+      // A chunk that is not JSON: the answer could not be read; another attempt may read it.
+      : name === "SyntaxError"
+      ? "stream"
+      : "unknown"
+    upstreamType = codes[0] ?? (name !== undefined && name !== "Error" ? name : undefined)
+  }
+  return new Errors.ProviderError({
+    message: `${labelOf(context.provider)}: ${message}`,
+    provider: context.provider,
+    model: context.model,
+    kind,
+    retryable: Errors.retryableKinds.has(kind),
+    ...(status === undefined ? {} : { upstream_status: status }),
+    ...(upstreamType === undefined ? {} : { upstream_type: upstreamType })
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mapping
+
+const toMessage = (
+  m: LlmRequest.ChatMessage,
+  index: number
+): Either.Either<OpenAI.ChatCompletionMessageParam, string> => {
+  const name = m.name === undefined ? {} : { name: m.name }
+  switch (m.role) {
+    case "system":
+      return Either.right({ role: "system", content: m.content, ...name })
+    case "user":
+      return Either.right({ role: "user", content: m.content, ...name })
+    case "assistant": {
+      const toolCalls = m.tool_calls ?? []
+      return Either.right({
+        role: "assistant",
+        // OpenAI wants no content (rather than "") beside the tool calls of a turn that only called tools.
+        content: toolCalls.length > 0 && m.content.length === 0 ? null : m.content,
+        ...name,
+        ...(toolCalls.length === 0 ? {} : {
+          tool_calls: toolCalls.map((c) => ({
+            id: c.id,
+            type: "function" as const,
+            function: { name: c.function.name, arguments: c.function.arguments }
+          }))
+        })
+      })
+    }
+    case "tool":
+      return m.tool_call_id === undefined
+        ? Either.left(`messages[${index}]: a tool message needs the tool_call_id of the call it answers`)
+        : Either.right({ role: "tool", content: m.content, tool_call_id: m.tool_call_id })
+  }
+}
+
+const toTool = (t: LlmRequest.ToolDefinition): OpenAI.ChatCompletionFunctionTool => ({
+  type: "function",
+  function: {
+    name: t.function.name,
+    ...(t.function.description === undefined ? {} : { description: t.function.description }),
+    ...(t.function.parameters === undefined ? {} : { parameters: { ...t.function.parameters } })
+  }
+})
+
+const toResponseFormat = (
+  f: LlmRequest.ResponseFormat
+): NonNullable<OpenAI.ChatCompletionCreateParamsNonStreaming["response_format"]> => {
+  if (f.type !== "json_schema") return { type: f.type }
+  const s = f.json_schema
+  return {
+    type: "json_schema",
+    json_schema: {
+      name: s.name,
+      ...(s.description === undefined ? {} : { description: s.description }),
+      ...(s.schema === undefined ? {} : { schema: { ...s.schema } }),
+      ...(s.strict === undefined ? {} : { strict: s.strict })
+    }
+  }
+}
+
+/**
+ * The chat completion request of a call (without `stream`). OpenAI itself takes
+ * `max_completion_tokens` (its reasoning models refuse `max_tokens`); compatible servers know
+ * `max_tokens` only. Fails with the reason when the conversation cannot be sent.
+ */
+export const toChatParams = (
+  call: LlmProvider.ProviderCall,
+  flavour: Options["flavour"]
+): Either.Either<OpenAI.ChatCompletionCreateParamsNonStreaming, string> =>
+  Either.all(call.messages.map(toMessage)).pipe(Either.map((messages) => ({
+    model: call.model_id,
+    messages,
+    ...(flavour === "openai" ? { max_completion_tokens: call.max_tokens } : { max_tokens: call.max_tokens }),
+    ...(call.temperature === undefined ? {} : { temperature: call.temperature }),
+    ...(call.top_p === undefined ? {} : { top_p: call.top_p }),
+    ...(call.stop === undefined || call.stop.length === 0 ? {} : { stop: [...call.stop] }),
+    ...(call.tools === undefined || call.tools.length === 0 ? {} : { tools: call.tools.map(toTool) }),
+    ...(call.tool_choice === undefined
+      ? {}
+      : { tool_choice: typeof call.tool_choice === "string" ? call.tool_choice : { type: "function" as const, function: { name: call.tool_choice.function.name } } }),
+    ...(call.response_format === undefined ? {} : { response_format: toResponseFormat(call.response_format) }),
+    ...(call.seed === undefined ? {} : { seed: call.seed })
+  })))
+
+const toUsage = (usage: OpenAI.CompletionUsage | null | undefined): Usage.TokenUsage => ({
+  input_tokens: usage?.prompt_tokens ?? 0,
+  output_tokens: usage?.completion_tokens ?? 0
+})
+
+const toToolCalls = (calls: ReadonlyArray<OpenAI.ChatCompletionMessageToolCall> | undefined): ReadonlyArray<LlmRequest.ToolCall> =>
+  (calls ?? []).flatMap((c) =>
+    c.type === "function"
+      ? [{ id: c.id, type: "function" as const, function: { name: c.function.name, arguments: c.function.arguments } }]
+      : []
+  )
+
+/**
+ * The choices of a chunk. Compatible servers are looser than the types: some send the usage
+ * chunk without `choices`, or a finish chunk without `delta`.
+ */
+const choicesOf = (chunk: OpenAI.ChatCompletionChunk): ReadonlyArray<OpenAI.ChatCompletionChunk.Choice> => {
+  const choices: ReadonlyArray<OpenAI.ChatCompletionChunk.Choice> | null | undefined = chunk.choices
+  return choices ?? []
+}
+
+/** The deltas of one chunk of the (only) choice. */
+const deltasOf = (chunk: OpenAI.ChatCompletionChunk): ReadonlyArray<LlmProvider.StreamEvent> => {
+  const events: Array<LlmProvider.StreamEvent> = []
+  for (const choice of choicesOf(chunk)) {
+    const delta = choice.delta as OpenAI.ChatCompletionChunk.Choice.Delta | null | undefined
+    if (choice.index !== 0 || delta === null || delta === undefined) continue
+    const text = delta.content ?? delta.refusal
+    if (text !== undefined && text !== null && text.length > 0) events.push({ _tag: "TextDelta", text })
+    for (const t of delta.tool_calls ?? []) {
+      events.push({
+        _tag: "ToolCallDelta",
+        index: t.index,
+        ...(t.id === undefined ? {} : { id: t.id }),
+        ...(t.function?.name === undefined ? {} : { name: t.function.name }),
+        arguments: t.function?.arguments ?? ""
+      })
+    }
+  }
+  return events
+}
+
+const finishOf = (chunk: OpenAI.ChatCompletionChunk): string | undefined => {
+  for (const choice of choicesOf(chunk)) {
+    if (choice.index === 0 && choice.finish_reason !== null && choice.finish_reason !== undefined) return choice.finish_reason
+  }
+  return undefined
+}
+
+/** The answer of a chat completion; throws on a body that is not one (the caller maps that). */
+const toCompletion = (response: OpenAI.ChatCompletion): LlmProvider.Completion | undefined => {
+  const choice = response.choices[0]
+  if (choice === undefined) return undefined
+  const toolCalls = toToolCalls(choice.message.tool_calls)
+  return {
+    text: choice.message.content ?? choice.message.refusal ?? "",
+    usage: toUsage(response.usage),
+    finish_reason: choice.finish_reason ?? "unknown",
+    ...(toolCalls.length === 0 ? {} : { tool_calls: toolCalls })
+  }
+}
+
+/** Vectors in input order; throws on a body that is not an embedding list (the caller maps that). */
+const toEmbeddings = (response: OpenAI.CreateEmbeddingResponse): LlmProvider.Embeddings => ({
+  vectors: [...response.data].sort((a, b) => a.index - b.index).map((d) => d.embedding),
+  // Some compatible servers leave usage out.
+  input_tokens: (response.usage as OpenAI.CreateEmbeddingResponse.Usage | undefined)?.prompt_tokens ?? 0
+})
+
+/** What the end of a stream needs from its chunks. */
+interface Seen {
+  readonly finish: string | undefined
+  readonly usage: Usage.TokenUsage | undefined
+}
+
+// ---------------------------------------------------------------------------------------------
+// Provider
+
+const redactedUrl = (endpoint: string): string => {
+  try {
+    const url = new URL(endpoint)
+    url.username = ""
+    url.password = ""
+    return url.toString()
+  } catch {
+    return "(unparseable URL)"
+  }
+}
+
+/** The password of a URL's userinfo, as written and decoded. */
+const passwordsOf = (endpoint: string): ReadonlyArray<string> => {
+  try {
+    const password = new URL(endpoint).password
+    return password.length === 0 ? [] : [password, decodeURIComponent(password)]
+  } catch {
+    return []
+  }
+}
+
+/** Builds the provider; its client lives as long as the scope. */
+export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const { name, flavour } = options
+    const label = labelOf(name)
+    const apiKey = options.apiKey === undefined ? undefined : Redacted.value(options.apiKey)
+    const missingKey = flavour === "openai" && (apiKey === undefined || apiKey.length === 0)
+
+    // Every option is given, so the client reads no `OPENAI_*` variable of its own. It holds no
+    // sockets of its own (fetch's pool is global), so there is nothing to release with the scope.
+    const client = yield* Effect.sync(() =>
+      new OpenAI({
+          baseURL: options.baseUrl,
+          // The client insists on a key; a keyless compatible server gets no Authorization header at all.
+          apiKey: apiKey ?? "unused",
+          organization: options.organization ?? null,
+          project: options.project ?? null,
+          webhookSecret: null,
+          // The gateway owns retries (backoff, failover); the client's own would multiply them.
+          maxRetries: 0,
+          // Covers only the wait for response headers; the gateway's per-attempt timeout interrupts
+          // (and so aborts) long before, this is the backstop for a caller without one.
+          timeout: 10 * 60 * 1000,
+          // The gateway logs and audits; the client would otherwise print SSE parse failures, and
+          // prompts under OPENAI_LOG=debug.
+          logLevel: "off",
+          ...(apiKey === undefined ? { defaultHeaders: { Authorization: null } } : {})
+        })
+    )
+
+    // A server may echo the key (or the base URL's password) back in an error message.
+    const secrets = [apiKey, ...passwordsOf(options.baseUrl)].filter((s): s is string => s !== undefined && s.length >= 4)
+    const scrub = (e: Errors.ProviderError): Errors.ProviderError =>
+      secrets.some((s) => e.message.includes(s))
+        ? new Errors.ProviderError({
+          message: secrets.reduce((m, s) => m.split(s).join("[redacted]"), e.message),
+          provider: e.provider,
+          model: e.model,
+          kind: e.kind,
+          retryable: e.retryable,
+          ...(e.upstream_status === undefined ? {} : { upstream_status: e.upstream_status }),
+          ...(e.upstream_type === undefined ? {} : { upstream_type: e.upstream_type })
+        })
+        : e
+    const fail = (error: unknown, context: ErrorContext) => scrub(toProviderError(error, context))
+
+    const contextOf = (model: string): ErrorContext => ({ provider: name, model })
+    const requireKey = (context: ErrorContext): Effect.Effect<void, Errors.ProviderError> =>
+      missingKey
+        ? Effect.fail(
+          new Errors.ProviderError({
+            message: `${label}: no API key (OPENAI_API_KEY / providers.openai.api_key is missing)`,
+            ...context,
+            kind: "auth",
+            retryable: false
+          })
+        )
+        : Effect.void
+    /** A 200 whose body is not what the API promises: a broken server or proxy; another attempt may do better. */
+    const malformed = (context: ErrorContext, what: string, kind: "server" | "stream" = "server") => (cause: unknown) => {
+      const detail = stringProperty(cause, "message")
+      return new Errors.ProviderError({
+        message: `${label}: ${what}${detail === undefined ? "" : ` (${detail})`}`,
+        ...context,
+        kind,
+        retryable: true
+      })
+    }
+    const paramsOf = (call: LlmProvider.ProviderCall, context: ErrorContext) =>
+      toChatParams(call, flavour).pipe(Either.mapLeft((reason) =>
+        new Errors.ProviderError({ message: `${label}: ${reason}`, ...context, kind: "validation", retryable: false })
+      ))
+
+    const complete = Effect.fn("OpenAiProvider.complete")(function*(call: LlmProvider.ProviderCall) {
+      yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id })
+      const context = contextOf(call.model_id)
+      yield* requireKey(context)
+      const params = yield* paramsOf(call, context)
+      // Interruption aborts `signal`, which aborts the request (or the read of its body).
+      const response = yield* Effect.tryPromise({
+        try: (signal) => client.chat.completions.create(params, { signal }),
+        catch: (error) => fail(error, context)
+      })
+      const completion = yield* Effect.try({
+        try: () => toCompletion(response),
+        catch: malformed(context, "the answer is not a chat completion")
+      })
+      if (completion === undefined) return yield* Effect.fail(malformed(context, "the answer has no choices")(undefined))
+      return completion
+    })
+
+    const stream = (call: LlmProvider.ProviderCall): Stream.Stream<LlmProvider.StreamEvent, Errors.ProviderError> => {
+      const context = contextOf(call.model_id)
+      return Stream.unwrapScoped(Effect.gen(function*() {
+        yield* requireKey(context)
+        const params = yield* paramsOf(call, context)
+        // One controller for the whole exchange: aborting it after the response headers cancels
+        // the body, which closes the connection, so an interrupted consumer stops the generation.
+        const controller = yield* Effect.acquireRelease(
+          Effect.sync(() => new AbortController()),
+          (controller) => Effect.sync(() => controller.abort())
+        )
+        const chunks = yield* Effect.tryPromise({
+          try: () =>
+            client.chat.completions.create(
+              { ...params, stream: true, stream_options: { include_usage: true } },
+              { signal: controller.signal }
+            ),
+          catch: (error) => fail(error, context)
+        })
+        const seen = yield* Ref.make<Seen>({ finish: undefined, usage: undefined })
+        const iterator = chunks[Symbol.asyncIterator]()
+        // Not `Stream.fromAsyncIterable`: its finalizer awaits `iterator.return()`, which an async
+        // generator queues behind the pending `next()`, so interruption would wait for the model.
+        const next: Effect.Effect<OpenAI.ChatCompletionChunk, Option.Option<Errors.ProviderError>> = Effect.tryPromise({
+          try: () => iterator.next(),
+          catch: (error) => error
+        }).pipe(Effect.matchEffect({
+          onSuccess: (result) => (result.done === true ? Effect.fail(Option.none()) : Effect.succeed(result.value)),
+          onFailure: (error) =>
+            Effect.flatMap(Ref.get(seen), (s) =>
+              // Only the `[DONE]` line is missing: the answer is whole.
+              s.finish !== undefined && s.usage !== undefined
+                ? Effect.fail(Option.none())
+                : Effect.fail(Option.some(fail(error, context))))
+        }))
+        // The client ends its iterator quietly when the body just stops (and when it is aborted), so
+        // the finish reason is what tells a whole answer from a truncated one.
+        const ending = Stream.unwrap(Effect.map(Ref.get(seen), (s): Stream.Stream<LlmProvider.StreamEvent, Errors.ProviderError> =>
+          s.finish === undefined
+            ? Stream.fail(
+              new Errors.ProviderError({
+                message: `${label}: the stream ended before a finish reason (the answer is truncated)`,
+                ...context,
+                kind: "stream",
+                retryable: true
+              })
+            )
+            : Stream.make<Array<LlmProvider.StreamEvent>>(
+              { _tag: "Finish", finish_reason: s.finish },
+              ...(s.usage === undefined ? [] : [{ _tag: "Usage", usage: s.usage } as const])
+            )
+        ))
+        return Stream.repeatEffectOption(next).pipe(
+          Stream.mapEffect((chunk) =>
+            Effect.try({
+              try: () => ({ events: deltasOf(chunk), finish: finishOf(chunk) }),
+              catch: malformed(context, "a chunk is not a chat completion chunk", "stream")
+            }).pipe(Effect.flatMap(({ events, finish }) =>
+              Ref.update(seen, (s) => ({
+                finish: s.finish ?? finish,
+                // Some servers repeat usage on several chunks; the last one counts.
+                usage: chunk.usage === null || chunk.usage === undefined ? s.usage : toUsage(chunk.usage)
+              })).pipe(Effect.as(events))
+            ))
+          ),
+          Stream.flattenIterables,
+          Stream.concat(ending)
+        )
+      })).pipe(Stream.withSpan("OpenAiProvider.stream", { attributes: { provider: name, model: call.model_id } }))
+    }
+
+    const embed = Effect.fn("OpenAiProvider.embed")(function*(call: LlmProvider.EmbedCall) {
+      yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id })
+      const context = contextOf(call.model_id)
+      yield* requireKey(context)
+      const response = yield* Effect.tryPromise({
+        try: (signal) =>
+          client.embeddings.create({
+            model: call.model_id,
+            input: [...call.input],
+            encoding_format: "float",
+            ...(call.dimensions === undefined ? {} : { dimensions: call.dimensions })
+          }, { signal }),
+        catch: (error) => fail(error, context)
+      })
+      const embeddings = yield* Effect.try({
+        try: () => toEmbeddings(response),
+        catch: malformed(context, "the answer is not an embedding list")
+      })
+      if (embeddings.vectors.length !== call.input.length) {
+        return yield* Effect.fail(
+          malformed(context, `${embeddings.vectors.length} embeddings for ${call.input.length} inputs`)(undefined)
+        )
+      }
+      return embeddings
+    })
+
+    const where = flavour === "openai"
+      ? `OpenAI API at ${redactedUrl(options.baseUrl)}`
+      : `OpenAI-compatible server at ${redactedUrl(options.baseUrl)}`
+    const detail = [
+      where,
+      `flavour ${flavour}`,
+      missingKey
+        ? "unconfigured: OPENAI_API_KEY / providers.openai.api_key is missing"
+        : apiKey === undefined
+        ? "no api key"
+        : "api key set",
+      options.organization === undefined ? undefined : `organization ${options.organization}`,
+      options.project === undefined ? undefined : `project ${options.project}`
+    ].filter(Predicate.isNotUndefined).join(", ")
+
+    return {
+      name,
+      mock: false,
+      complete,
+      stream,
+      embed,
+      health: Effect.succeed({ configured: !missingKey, detail })
+    } satisfies LlmProvider.LlmProvider
+  })
