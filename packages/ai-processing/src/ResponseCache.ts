@@ -1,19 +1,22 @@
 /** The port of gateway #2's exact-match response cache. */
-import { Clock, Context, Data, Effect, Layer, Option, Ref } from "effect"
-import type { Usage } from "@tidyllm/core"
+import { Clock, Context, Data, Effect, Layer, Option, Ref, Schema } from "effect"
+import { LlmRequest, Usage } from "@tidyllm/core"
 
-/** A cached answer. */
-export interface CachedResponse {
-  readonly text: string
-  readonly usage: Usage.TokenUsage
-  readonly finish_reason: string
-  readonly provider: string
-  readonly model: string
-  readonly model_id: string
-  readonly mock: boolean
+/** A cached answer; adapters that serialise entries decode them with this schema (a corrupt entry is a miss). */
+export const CachedResponse = Schema.Struct({
+  text: Schema.String,
+  usage: Usage.TokenUsage,
+  finish_reason: Schema.String,
+  provider: Schema.String,
+  model: Schema.String,
+  model_id: Schema.String,
+  mock: Schema.Boolean,
   /** When it was stored (epoch ms). */
-  readonly created_at: number
-}
+  created_at: Schema.Number,
+  /** The tool calls the model made, when it made any. */
+  tool_calls: Schema.optional(Schema.Array(LlmRequest.ToolCall))
+})
+export type CachedResponse = typeof CachedResponse.Type
 
 /** The cache backend failed; gateway #2 treats this as a miss and logs a warning. */
 export class CacheError extends Data.TaggedError("CacheError")<{ readonly message: string; readonly cause?: unknown }> {}

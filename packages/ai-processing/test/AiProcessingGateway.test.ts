@@ -1,34 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Duration, Effect, Fiber, Layer, Ref, Stream, TestClock } from "effect"
-import type { Config } from "@tidyllm/core"
-import { AiProcessingGateway, ResponseCache } from "@tidyllm/ai-processing"
-import { ctx, make as makeGw1, ok, providerError, scripted } from "../../corporate-llm/test/harness.js"
+import { Chunk, Duration, Effect, Fiber, Ref, Stream, TestClock } from "effect"
+import { ctx, ok, providerError, scripted } from "../../corporate-llm/test/harness.js"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
-
-const aiSettings = (over: Partial<Config.AiProcessingSettings> = {}): Config.AiProcessingSettings => ({
-  enable_caching: true, cache_dir: ".bedrock_cache", cache_ttl_seconds: 60, max_retries: 2, retry_delay_base: 0.1,
-  timeout_seconds: 5, fallback_backends: [], ...over
-})
-
-const make = (providers: ReadonlyArray<LlmProvider.LlmProvider>, over: Partial<Config.AiProcessingSettings> = {}, gw1: Partial<Config.CorporateLlmSettings> = {}) =>
-  Effect.gen(function*() {
-    const base = yield* makeGw1({ default_provider: "p1", ...gw1 }, providers)
-    const cache = yield* ResponseCache.makeMemory
-    const gateway = yield* Effect.provide(AiProcessingGateway.AiProcessingGateway, AiProcessingGateway.layer.pipe(Layer.provide(Layer.mergeAll(
-      base.layer, Layer.succeed(AiProcessingGateway.Settings, aiSettings(over)), Layer.succeed(ResponseCache.ResponseCache, cache)
-    ))))
-    return { ...base, gateway }
-  })
-
-/** Runs an effect that sleeps (backoff) under the TestClock, advancing time until it completes. */
-const runWithClock = <A, E>(self: Effect.Effect<A, E>) =>
-  Effect.gen(function*() {
-    const fiber = yield* Effect.fork(self)
-    for (let i = 0; i < 50; i++) yield* TestClock.adjust(Duration.seconds(1))
-    return yield* Fiber.join(fiber)
-  })
-
-const req = { prompt: "What is VaR?", reason: "risk report", model: "claude-3-haiku", temperature: 0.2 }
+import { make, req, runWithClock } from "./harness.js"
 
 describe("AiProcessingGateway", () => {
   it.effect("the second identical request is a cache hit: no provider call, audited as a hit, zero cost", () =>

@@ -7,16 +7,7 @@ import { ResponseCache } from "@tidyllm/ai-processing"
 
 const Entry = Schema.parseJson(Schema.Struct({
   expires_at: Schema.Number,
-  value: Schema.Struct({
-    text: Schema.String,
-    usage: Schema.Struct({ input_tokens: Schema.Number, output_tokens: Schema.Number }),
-    finish_reason: Schema.String,
-    provider: Schema.String,
-    model: Schema.String,
-    model_id: Schema.String,
-    mock: Schema.Boolean,
-    created_at: Schema.Number
-  })
+  value: ResponseCache.CachedResponse
 }))
 const decode = Schema.decodeUnknownOption(Entry)
 const encode = Schema.encodeSync(Entry)
