@@ -4,6 +4,7 @@
  */
 import { Schema } from "effect"
 import { ModelEntry } from "./ModelCatalog.js"
+import { RedactionPatterns } from "./Redaction.js"
 
 const PositiveNumber = Schema.Number.pipe(Schema.finite(), Schema.positive())
 const NonNegativeNumber = Schema.Number.pipe(Schema.finite(), Schema.nonNegative())
@@ -22,7 +23,14 @@ export const CorporateLlmSettings = Schema.Struct({
   budget_limit_daily_usd: dflt(NonNegativeNumber, () => 100),
   max_cost_per_request_usd: dflt(NonNegativeNumber, () => 5),
   audit_level: dflt(AuditLevel, () => "redacted" as const),
+  /**
+   * Extra PII patterns masked at `audit_level: redacted` (national ids and the like), beside the
+   * built-in e-mail, phone, card (Luhn), IBAN (mod 97) and US SSN detectors; `[NAME]` replaces a match.
+   */
+  redaction_patterns: Schema.optional(RedactionPatterns),
   audit_durability: dflt(Schema.Literal("sync", "buffered"), () => "sync" as const),
+  /** How long audit rows are kept before `tidyllm audit purge` removes them (`0` keeps them forever); rows under an open agreement are never purged. */
+  audit_retention_days: dflt(NonNegativeInt, () => 365),
   require_reason: dflt(Schema.Boolean, () => true),
   /** `max_tokens` used (for the estimate and the call) when a request gives none. */
   default_max_tokens: dflt(Schema.Int.pipe(Schema.positive()), () => 1024),
@@ -50,7 +58,11 @@ export const AiProcessingSettings = Schema.Struct({
   /** Per-attempt timeout, in seconds. */
   timeout_seconds: dflt(PositiveNumber, () => 30),
   /** Backends tried after the first, in order, when a request's backend is `auto`. */
-  fallback_backends: dflt(Schema.Array(Name), () => [])
+  fallback_backends: dflt(Schema.Array(Name), () => []),
+  /** Consecutive failures of one provider/model after which its circuit opens (`0` turns breakers off). */
+  circuit_breaker_failures: dflt(NonNegativeInt, () => 5),
+  /** How long an open circuit fails fast before one probe request is let through, in seconds. */
+  circuit_breaker_cooldown_seconds: dflt(PositiveNumber, () => 30)
 })
 export type AiProcessingSettings = typeof AiProcessingSettings.Type
 

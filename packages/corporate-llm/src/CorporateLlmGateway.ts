@@ -3,15 +3,16 @@
  * case, reserves the worst case against the budgets, calls the provider, settles with the real
  * usage, and writes exactly one audit row whatever the outcome.
  */
-import { Cause, Clock, Context, Duration, Effect, Exit, FiberId, Layer, Option, Ref, Schedule, Stream } from "effect"
-import { Caller, Errors, Ids, LlmRequest, ModelCatalog, Money } from "@tidyllm/core"
+import { Cause, Clock, Context, Duration, Effect, Either, Exit, FiberId, FiberRef, Layer, Option, Ref, Schedule, Stream } from "effect"
+import { Caller, Errors, Ids, LlmRequest, ModelCatalog, Money, Redaction } from "@tidyllm/core"
 import type { Config, Usage } from "@tidyllm/core"
 import * as AuditLog from "./AuditLog.js"
 import * as BudgetLedger from "./BudgetLedger.js"
 import type { Completion, LlmProvider, ProviderCall, StreamEvent as ProviderStreamEvent } from "./LlmProvider.js"
 import * as LlmProviders from "./LlmProviders.js"
+import * as Metrics from "./Metrics.js"
 import { auditPrompt } from "./internal/prompt.js"
-import { inputTokensTypical, inputTokensUpperBound } from "./internal/tokens.js"
+import { embeddingTokensUpperBound, inputTokensTypical, inputTokensUpperBound } from "./internal/tokens.js"
 
 /** The settings gateway #1 runs with. */
 export class Settings extends Context.Tag("@tidyllm/corporate-llm/Settings")<Settings, Config.CorporateLlmSettings>() {}
@@ -67,13 +68,21 @@ export interface Service {
   readonly process: (request: LlmRequest.LLMRequest, options: CallOptions) => Effect.Effect<Answer, Errors.GatewayError>
   /** Streams one request; budget and audit are settled before `Done` (or on failure/interruption). */
   readonly processStream: (request: LlmRequest.LLMRequest, options: CallOptions) => Stream.Stream<StreamEvent, Errors.GatewayError>
+  /** Embeds texts: the same admission, reservation, settlement and audit row as a chat call. */
+  readonly embed: (request: LlmRequest.EmbeddingRequest, options: CallOptions) => Effect.Effect<LlmRequest.EmbeddingResponse, Errors.GatewayError>
   /** Audits an answer served from gateway #2's cache (cost zero); returns the audit id. */
   readonly recordCacheHit: (request: LlmRequest.LLMRequest, options: CallOptions, hit: CacheHit) => Effect.Effect<string, Errors.StoreUnavailable | Errors.PolicyRejected>
   /**
    * Audits a request refused before it could be read as one (malformed body, too large, bad
    * fields), so that no request goes without its row; fails only when the audit store does.
    */
-  readonly recordRejection: (raw: unknown, options: CallOptions, error: { readonly type: string; readonly message: string }) => Effect.Effect<string, Errors.StoreUnavailable>
+  readonly recordRejection: (
+    raw: unknown,
+    options: CallOptions,
+    error: { readonly type: string; readonly message: string },
+    /** `rejected_policy` (default) for a refused request; `error` when no backend could take it (open circuits). */
+    status?: "rejected_policy" | "error"
+  ) => Effect.Effect<string, Errors.StoreUnavailable>
   /** The provider and model a request would use, resolved as `process` resolves them. */
   readonly resolve: (request: LlmRequest.LLMRequest) => Effect.Effect<{ provider: string; model: ModelCatalog.ModelEntry; model_id: string }, Errors.InvalidRequest | Errors.UnknownModel>
   /** The global daily budget scope. */
@@ -99,6 +108,8 @@ const statusOf = (e: Errors.GatewayError): AuditLog.AuditStatus => {
   }
 }
 
+const clip = (s: string): string => (s.length <= 200 ? s : `${s.slice(0, 197)}...`)
+
 type ToolCallDelta = Extract<ProviderStreamEvent, { readonly _tag: "ToolCallDelta" }>
 const toolCallsNone: ReadonlyArray<ToolCallDelta> = []
 
@@ -116,6 +127,30 @@ export const assembleToolCalls = (deltas: ReadonlyArray<ToolCallDelta>): Readonl
   }))
 }
 
+/** The first misuse of tool messages, if any: results without a call id, calls from a non-assistant. */
+const invalidToolUse = (request: LlmRequest.LLMRequest, messages: ReadonlyArray<LlmRequest.ChatMessage>): Errors.InvalidRequest | undefined => {
+  for (const [i, m] of messages.entries()) {
+    if (m.role === "tool" && m.tool_call_id === undefined) {
+      return new Errors.InvalidRequest({ message: `messages[${i}]: a 'tool' message needs the 'tool_call_id' of the call it answers`, field: `messages[${i}].tool_call_id` })
+    }
+    if (m.tool_calls !== undefined && m.role !== "assistant") {
+      return new Errors.InvalidRequest({ message: `messages[${i}]: only 'assistant' messages carry 'tool_calls'`, field: `messages[${i}].tool_calls` })
+    }
+  }
+  const choice = request.tool_choice
+  const names = new Set((request.tools ?? []).map((t) => t.function.name))
+  if (names.size < (request.tools ?? []).length) {
+    return new Errors.InvalidRequest({ message: "tool names must be unique", field: "tools" })
+  }
+  if ((choice === "required" || (typeof choice === "object")) && names.size === 0) {
+    return new Errors.InvalidRequest({ message: "'tool_choice' asks for a tool call but 'tools' is empty", field: "tool_choice" })
+  }
+  if (typeof choice === "object" && !names.has(choice.function.name)) {
+    return new Errors.InvalidRequest({ message: `'tool_choice' names '${choice.function.name}', which is not in 'tools'`, field: "tool_choice.function.name" })
+  }
+  return undefined
+}
+
 /** Builds gateway #1 from its ports. */
 export const make = Effect.gen(function*() {
   const settings = yield* Settings
@@ -124,11 +159,30 @@ export const make = Effect.gen(function*() {
   const audit = yield* AuditLog.AuditLog
   const ledger = yield* BudgetLedger.BudgetLedger
 
+  // The patterns were validated with the configuration; a bad one here is a programming error.
+  const redactor = Either.getOrThrowWith(
+    Redaction.make({ extraPatterns: settings.redaction_patterns }),
+    (e) => new Error(e.message)
+  )
   const globalScope: BudgetLedger.Scope = { key: "global", period: "day", limit: Money.fromUsd(settings.budget_limit_daily_usd) }
   const scopes = (_caller: Caller.Caller): ReadonlyArray<BudgetLedger.Scope> => [globalScope]
   const cap = Money.fromUsd(settings.max_cost_per_request_usd)
+  const metrics = Metrics.makeRecorder(
+    (name) => Option.isSome(providers.get(name)),
+    (name) => Option.getOrUndefined(Option.map(catalog.resolve(name), (m) => m.id))
+  )
+  // Provider calls are timed by reading the clock directly (the TestClock in tests): an effect per
+  // reading would cost more than the metrics themselves.
+  const clock = yield* Effect.clock
+  /** Ends a provider call's timing (call it right after the call): the request's upstream time, and unless cancelled the latency histogram. */
+  const upstreamEnded = (a: { readonly provider: LlmProvider; readonly call: { readonly model: ModelCatalog.ModelEntry } }, start: bigint, exit: Exit.Exit<unknown, unknown>) =>
+    Metrics.upstreamEnded(
+      metrics.instruments(a.provider.name, a.call.model.id),
+      Metrics.secondsBetween(start, clock.unsafeCurrentTimeNanos()),
+      !(Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause))
+    )
 
-  const resolve = (request: LlmRequest.LLMRequest) =>
+  const resolveFor = (request: { readonly provider?: string | undefined; readonly model?: string | undefined }, kind: "chat" | "embedding") =>
     Effect.gen(function*() {
       const providerName = request.provider ?? settings.default_provider
       const provider = providers.get(providerName)
@@ -148,11 +202,12 @@ export const make = Effect.gen(function*() {
       if (model_id === undefined) {
         return yield* new Errors.UnknownModel({ message: `model '${model.value.id}' is not available on provider '${providerName}'`, model: model.value.id, provider: providerName })
       }
-      if (model.value.kind !== "chat") {
-        return yield* new Errors.InvalidRequest({ message: `model '${model.value.id}' is an ${model.value.kind} model, not a chat model`, field: "model" })
+      if (model.value.kind !== kind) {
+        return yield* new Errors.InvalidRequest({ message: `model '${model.value.id}' is an ${model.value.kind} model, not a${kind === "embedding" ? "n" : ""} ${kind} model`, field: "model" })
       }
       return { provider: provider.value, model: model.value, model_id }
     })
+  const resolve = (request: LlmRequest.LLMRequest) => resolveFor(request, "chat")
 
   /** Policy checks that need no I/O: messages, reason, model, limits, per-request cap. */
   const admit = (request: LlmRequest.LLMRequest, options: CallOptions) =>
@@ -176,14 +231,17 @@ export const make = Effect.gen(function*() {
           field: "max_tokens"
         })
       }
-      const typical = inputTokensTypical(messages)
+      const bad = invalidToolUse(request, messages)
+      if (bad !== undefined) return yield* bad
+      const extras = { tools: request.tools, response_format: request.response_format }
+      const typical = inputTokensTypical(messages, extras)
       if (typical + max_tokens > model.context_window) {
         return yield* new Errors.InvalidRequest({
           message: `the prompt (~${typical} tokens) plus max_tokens ${max_tokens} exceeds the context window of '${model.id}' (${model.context_window})`,
           field: "messages"
         })
       }
-      const worstCase = ModelCatalog.cost(model, { input_tokens: inputTokensUpperBound(messages), output_tokens: max_tokens })
+      const worstCase = ModelCatalog.cost(model, { input_tokens: inputTokensUpperBound(messages, extras), output_tokens: max_tokens })
       if (worstCase > cap) {
         return yield* new Errors.CostCapExceeded({
           message: `the worst-case cost of this request ($${Money.toUsdString(worstCase)}) is above the per-request cap ($${Money.toUsdString(cap)}); lower max_tokens or shorten the prompt`,
@@ -211,6 +269,7 @@ export const make = Effect.gen(function*() {
   const writeAudit = (id: string, request: LlmRequest.LLMRequest, options: CallOptions, reason: string, started: number, o: Outcome) =>
     Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
+      yield* Metrics.recordOutcome(metrics.instruments(o.provider, o.model), o.status, o.usage.input_tokens, o.usage.output_tokens, o.cost)
       yield* audit.write({
         id,
         request_id: options.request_id,
@@ -220,8 +279,9 @@ export const make = Effect.gen(function*() {
         team: options.caller.team ?? null,
         key_id: options.caller.key_id ?? null,
         reason,
-        provider: o.provider,
-        model: o.model,
+        // Names come from clients on refusals: bounded, so no index entry or row can overflow.
+        provider: clip(o.provider),
+        model: clip(o.model),
         status: o.status,
         input_tokens: o.usage.input_tokens,
         output_tokens: o.usage.output_tokens,
@@ -229,7 +289,7 @@ export const make = Effect.gen(function*() {
         latency_ms: Math.max(0, Math.round(now - started)),
         error_type: o.error?.type ?? null,
         error_message: o.error?.message ?? null,
-        prompt: auditPrompt(LlmRequest.messagesOf(request), settings.audit_level),
+        prompt: auditPrompt(LlmRequest.messagesOf(request), settings.audit_level, redactor.redact),
         audit_level: settings.audit_level,
         attempt: options.attempt ?? 1
       })
@@ -274,9 +334,14 @@ export const make = Effect.gen(function*() {
     mock: a.provider.mock
   })
 
-  const failureOutcome = (a: Admitted, cause: Cause.Cause<Errors.GatewayError>, usage: Usage.TokenUsage, stream: boolean): Outcome => {
-    const cost = ModelCatalog.cost(a.call.model, usage)
-    const base = { provider: a.provider.name, model: a.call.model.id, usage, cost }
+  const failureOutcome = (
+    on: { readonly provider: string; readonly model: ModelCatalog.ModelEntry },
+    cause: Cause.Cause<Errors.GatewayError>,
+    usage: Usage.TokenUsage,
+    stream: boolean
+  ): Outcome => {
+    const cost = ModelCatalog.cost(on.model, usage)
+    const base = { provider: on.provider, model: on.model.id, usage, cost }
     if (Cause.isInterruptedOnly(cause)) return { ...base, status: "cancelled", error: { type: "cancelled", message: "the request was cancelled before it completed" } }
     const failure = Cause.failureOption(cause)
     if (Option.isSome(failure)) {
@@ -305,7 +370,9 @@ export const make = Effect.gen(function*() {
       Effect.gen(function*() {
         // Admission is not interruptible: a reservation that commits is always seen, and settled below.
         const { admitted, reservation } = yield* admitAndReserve(request, options, auditId, started)
+        const callStart = clock.unsafeCurrentTimeNanos()
         const exit = yield* Effect.exit(restore(withTimeout(admitted.provider.complete(admitted.call), admitted, options)))
+        yield* upstreamEnded(admitted, callStart, exit)
         const now = yield* Clock.currentTimeMillis
         if (Exit.isSuccess(exit)) {
           const completion = exit.value
@@ -325,7 +392,7 @@ export const make = Effect.gen(function*() {
           return { response, completion } satisfies Answer
         }
         // Failure or interruption: nothing is known to be consumed, release the whole reservation.
-        const outcome = failureOutcome(admitted, exit.cause, { input_tokens: 0, output_tokens: 0 }, false)
+        const outcome = failureOutcome({ provider: admitted.provider.name, model: admitted.call.model }, exit.cause, { input_tokens: 0, output_tokens: 0 }, false)
         yield* ledger.settle(reservation, Money.zero)
         yield* writeAudit(auditId, request, options, admitted.reason, started, outcome)
         return yield* Effect.failCause(exit.cause)
@@ -338,27 +405,45 @@ export const make = Effect.gen(function*() {
       const started = yield* Clock.currentTimeMillis
       const auditId = Ids.randomUuid()
       const { admitted, reservation } = yield* Effect.uninterruptible(admitAndReserve(request, options, auditId, started))
+      const callStart = clock.unsafeCurrentTimeNanos()
+      // The provider's time to its first event is the request's upstream time (after it, sending overlaps).
+      const timer = yield* FiberRef.get(Metrics.currentUpstreamTimer)
+      let awaitingFirst = true
+      const firstEventSeen = () => {
+        if (!awaitingFirst) return
+        awaitingFirst = false
+        Metrics.addUpstream(timer, Metrics.secondsBetween(callStart, clock.unsafeCurrentTimeNanos()))
+      }
+      const observeUpstream = Effect.suspend(() =>
+        Metrics.observeUpstream(metrics.instruments(admitted.provider.name, admitted.call.model.id), Metrics.secondsBetween(callStart, clock.unsafeCurrentTimeNanos())))
       const delivered = yield* Ref.make({ chars: 0, usage: Option.none<Usage.TokenUsage>(), finish: "stop", tools: toolCallsNone })
       const finished = yield* Ref.make(false)
       // Settles and audits every ending that is not a clean finish (error, cancel, client gone).
       yield* Effect.addFinalizer((exit) =>
         Effect.gen(function*() {
           if (yield* Ref.get(finished)) return
+          firstEventSeen()
+          if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) yield* observeUpstream
           const d = yield* Ref.get(delivered)
           const usage = Option.getOrElse(d.usage, () => ({
-            input_tokens: d.chars > 0 ? inputTokensUpperBound(admitted.call.messages) : 0,
-            output_tokens: Math.ceil(d.chars / 4)
+            input_tokens: d.chars > 0 ? inputTokensUpperBound(admitted.call.messages, admitted.call) : 0,
+            output_tokens: Math.min(admitted.call.max_tokens, Math.ceil(d.chars / 4))
           }))
           // A stream whose consumer stopped pulling ends its scope successfully without finishing: the client is gone.
           const cause: Cause.Cause<unknown> = Exit.isFailure(exit) ? exit.cause : Cause.interrupt(FiberId.none)
-          const outcome = failureOutcome(admitted, cause as Cause.Cause<Errors.GatewayError>, usage, true)
+          const outcome = failureOutcome({ provider: admitted.provider.name, model: admitted.call.model }, cause as Cause.Cause<Errors.GatewayError>, usage, true)
           yield* ledger.settle(reservation, outcome.cost).pipe(Effect.ignore)
           yield* writeAudit(auditId, request, options, admitted.reason, started, outcome).pipe(Effect.ignore)
         })
       )
       const finish = Effect.gen(function*() {
+        firstEventSeen()
+        yield* observeUpstream
         const d = yield* Ref.get(delivered)
-        const usage = Option.getOrElse(d.usage, () => ({ input_tokens: inputTokensUpperBound(admitted.call.messages), output_tokens: Math.ceil(d.chars / 4) }))
+        const usage = Option.getOrElse(d.usage, () => ({
+          input_tokens: inputTokensUpperBound(admitted.call.messages, admitted.call),
+          output_tokens: Math.min(admitted.call.max_tokens, Math.ceil(d.chars / 4))
+        }))
         const cost = ModelCatalog.cost(admitted.call.model, usage)
         const now = yield* Clock.currentTimeMillis
         yield* ledger.settle(reservation, cost)
@@ -377,6 +462,10 @@ export const make = Effect.gen(function*() {
         return { _tag: "Done", response } as const
       }).pipe(Effect.uninterruptible)
       const upstream = admitted.provider.stream(admitted.call).pipe(
+        Stream.mapChunks((chunk) => {
+          firstEventSeen()
+          return chunk
+        }),
         Stream.mapEffect((event): Effect.Effect<Option.Option<StreamEvent>> => {
           switch (event._tag) {
             case "TextDelta":
@@ -404,6 +493,86 @@ export const make = Effect.gen(function*() {
       return Stream.concat(timed, Stream.fromEffect(finish))
     }))
 
+  const embed = Effect.fn("CorporateLlmGateway.embed")(function*(request: LlmRequest.EmbeddingRequest, options: CallOptions) {
+    const started = yield* Clock.currentTimeMillis
+    const auditId = Ids.randomUuid()
+    const input = LlmRequest.inputsOf(request)
+    // The audit row of an embedding keeps its inputs as the prompt (at the audit level).
+    const asChat: LlmRequest.LLMRequest = {
+      messages: input.map((content) => ({ role: "user" as const, content })),
+      model: request.model,
+      ...(request.provider === undefined ? {} : { provider: request.provider }),
+      ...(request.user_id ?? request.user) === undefined ? {} : { user_id: request.user_id ?? request.user }
+    }
+    const given = (request.reason ?? options.reason ?? "").trim()
+    return yield* Effect.uninterruptibleMask((restore) =>
+      Effect.gen(function*() {
+        const admitted = yield* Effect.gen(function*() {
+          if (given === "" && settings.require_reason) return yield* reasonRequired()
+          const { model, model_id, provider } = yield* resolveFor(request, "embedding")
+          if (provider.embed === undefined) {
+            return yield* new Errors.InvalidRequest({ message: `provider '${provider.name}' does not serve embeddings`, field: "provider" })
+          }
+          const bound = embeddingTokensUpperBound(input)
+          if (bound > model.context_window * input.length) {
+            return yield* new Errors.InvalidRequest({ message: `an input is longer than the context window of '${model.id}' (${model.context_window} tokens)`, field: "input" })
+          }
+          const worstCase = ModelCatalog.cost(model, { input_tokens: bound, output_tokens: 0 })
+          if (worstCase > cap) {
+            return yield* new Errors.CostCapExceeded({
+              message: `the worst-case cost of this request ($${Money.toUsdString(worstCase)}) is above the per-request cap ($${Money.toUsdString(cap)}); send fewer or shorter inputs`,
+              estimate_usd: Money.toUsdString(worstCase),
+              cap_usd: Money.toUsdString(cap)
+            })
+          }
+          return { provider, embedFn: provider.embed, call: { model, model_id, input, dimensions: request.dimensions }, worstCase, bound }
+        }).pipe(Effect.tapError((e) => writeAudit(auditId, asChat, options, given || "(none)", started, rejectionOutcome(asChat, e))))
+        const reason = given === "" ? "(none)" : given
+        const base = { provider: admitted.provider.name, model: admitted.call.model.id }
+        const reservation = yield* ledger.reserve({
+          scopes: scopes(options.caller), amount: admitted.worstCase, request_id: options.request_id, ttl_ms: settings.reservation_ttl_seconds * 1000
+        }).pipe(Effect.tapError((e) => writeAudit(auditId, asChat, options, reason, started, { ...rejectionOutcome(asChat, e), ...base })))
+        const call = admitted.embedFn(admitted.call)
+        const timed = options.timeout_ms === undefined ? call : Effect.timeoutFail(call, {
+          duration: options.timeout_ms,
+          onTimeout: () => new Errors.ProviderError({
+            message: `no answer from '${admitted.provider.name}' within ${options.timeout_ms} ms`,
+            provider: admitted.provider.name, model: admitted.call.model.id, kind: "timeout", retryable: true
+          })
+        })
+        const callStart = clock.unsafeCurrentTimeNanos()
+        const exit = yield* Effect.exit(restore(timed))
+        yield* upstreamEnded(admitted, callStart, exit)
+        const now = yield* Clock.currentTimeMillis
+        if (Exit.isFailure(exit)) {
+          const outcome = failureOutcome({ provider: admitted.provider.name, model: admitted.call.model }, exit.cause, { input_tokens: 0, output_tokens: 0 }, false)
+          yield* ledger.settle(reservation, Money.zero)
+          yield* writeAudit(auditId, asChat, options, reason, started, outcome)
+          return yield* Effect.failCause(exit.cause)
+        }
+        // A provider that reports more than the bound is charged the bound: the reservation is the ceiling.
+        const usage = { input_tokens: Math.min(exit.value.input_tokens, admitted.bound), output_tokens: 0 }
+        const cost = ModelCatalog.cost(admitted.call.model, usage)
+        yield* ledger.settle(reservation, cost)
+        yield* writeAudit(auditId, asChat, options, reason, started, { status: "success", ...base, usage, cost })
+        return {
+          vectors: exit.value.vectors,
+          usage: { input_tokens: usage.input_tokens },
+          metadata: {
+            request_id: options.request_id,
+            audit_id: auditId,
+            provider: admitted.provider.name,
+            model: admitted.call.model.id,
+            model_id: admitted.call.model_id,
+            cost_usd: Money.toUsdString(cost),
+            latency_ms: Math.round(now - started),
+            mock: admitted.provider.mock
+          }
+        } satisfies LlmRequest.EmbeddingResponse
+      })
+    )
+  })
+
   const recordCacheHit = (request: LlmRequest.LLMRequest, options: CallOptions, hit: CacheHit) =>
     Effect.gen(function*() {
       const started = yield* Clock.currentTimeMillis
@@ -420,7 +589,12 @@ export const make = Effect.gen(function*() {
       return auditId
     })
 
-  const recordRejection = (raw: unknown, options: CallOptions, error: { readonly type: string; readonly message: string }) =>
+  const recordRejection = (
+    raw: unknown,
+    options: CallOptions,
+    error: { readonly type: string; readonly message: string },
+    status: "rejected_policy" | "error" = "rejected_policy"
+  ) =>
     Effect.gen(function*() {
       const started = yield* Clock.currentTimeMillis
       const auditId = Ids.randomUuid()
@@ -432,7 +606,7 @@ export const make = Effect.gen(function*() {
       const request: LlmRequest.LLMRequest = { messages: [] }
       const reason = (field("reason") ?? options.reason ?? "").trim()
       yield* writeAudit(auditId, request, options, reason === "" ? "(none)" : reason, started, {
-        status: "rejected_policy",
+        status,
         provider: field("provider") ?? settings.default_provider,
         model: field("model") ?? "(unknown)",
         usage: { input_tokens: 0, output_tokens: 0 },
@@ -463,6 +637,7 @@ export const make = Effect.gen(function*() {
   return CorporateLlmGateway.of({
     process,
     processStream,
+    embed,
     recordCacheHit,
     recordRejection,
     resolve: (request) => Effect.map(resolve(request), (r) => ({ provider: r.provider.name, model: r.model, model_id: r.model_id })),
@@ -497,7 +672,7 @@ export const layerTest = (settings: Partial<Config.CorporateLlmSettings> = {}) =
     Layer.provide(Layer.mergeAll(
       Layer.succeed(Settings, {
         default_provider: "mock", budget_limit_daily_usd: 100, max_cost_per_request_usd: 5, audit_level: "redacted",
-        audit_durability: "sync", require_reason: true, default_max_tokens: 1024, default_model: "claude-3-haiku",
+        audit_durability: "sync", audit_retention_days: 365, require_reason: true, default_max_tokens: 1024, default_model: "claude-3-haiku",
         reservation_ttl_seconds: 900, budget_slice_fraction: 0, ...settings
       }),
       ModelCatalog.layer(),

@@ -163,7 +163,9 @@ describe("CorporateLlmGateway", () => {
       const { settings } = yield* Effect.promise(() => import("./harness.js"))
       const down = Layer.succeed(AuditLog.AuditLog, {
         write: () => Effect.fail(new Errors.StoreUnavailable({ message: "db down", store: "postgres" })),
-        list: () => Effect.succeed([])
+        list: () => Effect.succeed([]),
+        query: () => Effect.succeed({ rows: [], next_cursor: null }),
+        purge: () => Effect.succeed({ removed: 0, kept_under_agreement: 0, by_status: {} })
       })
       const gateway = yield* Effect.provide(CorporateLlmGateway.CorporateLlmGateway, CorporateLlmGateway.layer.pipe(Layer.provide(Layer.mergeAll(
         Layer.succeed(CorporateLlmGateway.Settings, settings()), ModelCatalog.layer(), LlmProviders.layerMock(), down, BudgetLedger.layerMemory

@@ -6,7 +6,7 @@ import type { LlmProvider } from "@tidyllm/corporate-llm"
 
 export const settings = (over: Partial<Config.CorporateLlmSettings> = {}): Config.CorporateLlmSettings => ({
   default_provider: "mock", budget_limit_daily_usd: 100, max_cost_per_request_usd: 5, audit_level: "full",
-  audit_durability: "sync", require_reason: true, default_max_tokens: 256, default_model: "claude-3-haiku",
+  audit_durability: "sync", audit_retention_days: 365, require_reason: true, default_max_tokens: 256, default_model: "claude-3-haiku",
   reservation_ttl_seconds: 900, budget_slice_fraction: 0, ...over
 })
 
