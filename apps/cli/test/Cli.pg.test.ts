@@ -46,7 +46,7 @@ describe("tidyllm on Postgres", () => {
       const before = yield* run(["diagnose"])
       expect(before.code).toBe(1)
       expect(before.stdout).toMatch(/^✓ database — Postgres \(DATABASE_URL\): SELECT 1 answered/m)
-      expect(before.stdout).toMatch(/^✗ migrations — 2 pending: 0001_init\.sql, 0002_agreements\.sql — run `tidyllm migrate`$/m)
+      expect(before.stdout).toMatch(/^✗ migrations — 3 pending: 0001_init\.sql, 0002_agreements\.sql, 0003_audit_query\.sql — run `tidyllm migrate`$/m)
 
       const first = yield* run(["migrate"])
       expect(first.code).toBe(0)

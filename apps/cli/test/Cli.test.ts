@@ -130,10 +130,10 @@ describe("tidyllm diagnose", () => {
       for (const line of checks) expect(line).toMatch(/^✓ [^—]+ — \S/)
       const names = checks.map((l) => /^✓ (.+?) — /.exec(l)?.[1])
       expect(names).toEqual([
-        "config", "database", "migrations", "cache", "provider mock", "provider bedrock",
+        "config", "database", "migrations", "cache", "provider mock", "provider bedrock", "provider openai", "provider anthropic", "provider mlflow",
         "gateway #1", "audit row", "gateway #2 (miss)", "gateway #2 (hit)", "budget"
       ])
-      expect(lines.at(-1)).toBe("all 11 checks passed")
+      expect(lines.at(-1)).toBe("all 14 checks passed")
       expect(r.stdout).toMatch(/✓ audit row — row [0-9a-f-]{36} readable: status success, reason "tidyllm diagnose"/)
 
       // Its requests are in the audit log under the diagnose reason: #1's success, #2's miss and hit.
@@ -152,7 +152,7 @@ describe("tidyllm diagnose", () => {
       expect(r.code).toBe(1)
       expect(r.stdout).toMatch(/^✗ cache — .*not-a-dir\/cache is not writable: /m)
       expect(r.stdout).toMatch(/^✓ database — /m)
-      expect(r.stdout.split("\n").at(-1)).toBe("1 of 6 checks failed")
+      expect(r.stdout.split("\n").at(-1)).toBe("1 of 9 checks failed")
     }), slow)
 })
 

@@ -1,19 +1,25 @@
 /** The whole HTTP contract of the server (served as OpenAPI at `/docs`). */
 import { HttpApi, OpenApi } from "@effect/platform"
 import { AgreementsApi } from "./agreements/Api.js"
+import { AuditApi } from "./audit/Api.js"
 import { ChatApi } from "./chat/Api.js"
+import { EmbeddingsApi } from "./embeddings/Api.js"
 import { GatewayApi } from "./gateway/Api.js"
 import { HealthApi } from "./health/Api.js"
+import { MetricsApi } from "./metrics/Api.js"
 import { ModelsApi } from "./models/Api.js"
 import { WorkflowsApi } from "./workflows/Api.js"
 
 /** The TidyLLM Gateway API. */
 export class Api extends HttpApi.make("tidyllm")
   .add(ChatApi)
+  .add(EmbeddingsApi)
   .add(GatewayApi)
   .add(ModelsApi)
   .add(WorkflowsApi)
   .add(AgreementsApi)
+  .add(AuditApi)
   .add(HealthApi)
+  .add(MetricsApi)
   .annotate(OpenApi.Title, "TidyLLM Gateway")
   .annotate(OpenApi.Description, "A corporate LLM gateway: OpenAI-compatible chat completions plus the native gateway API. Identity for now: `x-tidyllm-user`, `x-tidyllm-team` and (for flow agreements) `x-tidyllm-role` headers; every request needs a reason.") {}

@@ -18,9 +18,9 @@ import { AiProcessingGateway, ResponseCache } from "@tidyllm/ai-processing"
 import { Config, Ids, ModelCatalog } from "@tidyllm/core"
 import { AuditLog, BudgetLedger, BudgetSlices, CorporateLlmGateway, LlmProviders, MockProvider } from "@tidyllm/corporate-llm"
 import { AgreementStore } from "@tidyllm/heiros"
-import { BedrockProvider } from "@tidyllm/providers"
+import { AnthropicProvider, BedrockProvider, MlflowProvider, OpenAiProvider } from "@tidyllm/providers"
 import { ObjectStore, UnifiedSessionManager, WorkflowAudit } from "@tidyllm/session-manager"
-import { FileResponseCache, LocalObjectStore, S3ObjectStore } from "@tidyllm/store-objects"
+import { FileResponseCache, LocalObjectStore, RedisResponseCache, S3ObjectStore } from "@tidyllm/store-objects"
 import { Migrator, PgAgreementStore, PgAuditLog, PgBudgetLedger, PgClient, PgliteClient, PgWorkflowAudit } from "@tidyllm/store-pg"
 import { WorkflowOptimizerGateway } from "@tidyllm/workflow-optimizer"
 import { ConfigError, type AwsCredentials } from "./config/Load.js"
@@ -61,8 +61,14 @@ export interface Options {
 /** Every error building the services can end with. */
 export type BuildError = SqlError | Migrator.MigrationError | ResponseCache.CacheError | ObjectStore.ObjectStoreError | ConfigError
 
-/** The providers gateway #1 knows how to build. */
-export const knownProviders: ReadonlyArray<string> = ["mock", "bedrock"]
+/** The built-in providers gateway #1 knows how to build (plus each `providers.openai_compatible` entry). */
+export const knownProviders: ReadonlyArray<string> = ["mock", "bedrock", "openai", "anthropic", "mlflow"]
+
+/** Every provider name the configuration can route to. */
+export const providerNames = (config: Config.GatewayConfig): ReadonlyArray<string> => [
+  ...knownProviders,
+  ...Object.keys(config.providers.openai_compatible)
+]
 
 /** Provider names the configuration routes to (default, fallback, fallback backends). */
 const namedProviders = (config: Config.GatewayConfig): ReadonlyArray<string> => [
@@ -75,33 +81,60 @@ const namedProviders = (config: Config.GatewayConfig): ReadonlyArray<string> => 
 export const catalog = (config: Config.GatewayConfig) => ModelCatalog.layer([...ModelCatalog.defaultModels, ...config.models])
 
 /**
- * The providers: the mock always; Bedrock when it has a config section or is named as default,
- * fallback or fallback backend. A name that no adapter serves stops start-up.
+ * The providers: the mock, Bedrock, OpenAI and Anthropic always (without credentials they are
+ * registered but report `configured: false` in `/health`, and calls fail with an auth error);
+ * the MLflow gateway when `providers.mlflow` gives its URL; each OpenAI-compatible server of
+ * `providers.openai_compatible` under its name. A routed-to name that no adapter serves stops start-up.
  */
 export const providers = (config: Config.GatewayConfig, options: Options = {}): Layer.Layer<LlmProviders.LlmProviders, ConfigError> =>
   Layer.scoped(LlmProviders.LlmProviders, Effect.gen(function*() {
+    const known = providerNames(config)
     const named = namedProviders(config)
-    const unknown = [...new Set(named.filter((n) => !knownProviders.includes(n)))]
+    const unknown = [...new Set(named.filter((n) => !known.includes(n)))]
     if (unknown.length > 0) {
       return yield* ConfigError.of("invalid configuration:", unknown.map((n) =>
-        `provider '${n}' is named in corporate_llm.default_provider / fallback_provider / ai_processing.fallback_backends but no adapter serves it (known: ${knownProviders.join(", ")})`
+        `provider '${n}' is named in corporate_llm.default_provider / fallback_provider / ai_processing.fallback_backends but no adapter serves it (known: ${known.join(", ")}; add OpenAI-compatible servers under providers.openai_compatible)`
       ))
     }
+    const mlflow = config.providers.mlflow
+    if (mlflow === undefined && named.includes("mlflow")) {
+      return yield* ConfigError.of("invalid configuration:", ["provider 'mlflow' is routed to but providers.mlflow.gateway_url (MLFLOW_GATEWAY_URL) is not set"])
+    }
     const mock = MockProvider.make({ latency_ms: config.providers.mock.latency_ms, stream_chunk_delay_ms: config.providers.mock.stream_chunk_delay_ms })
-    const wantsBedrock = config.providers.bedrock !== undefined || named.includes("bedrock")
-    if (!wantsBedrock) return LlmProviders.make([mock])
-    const settings = config.providers.bedrock ?? Schema.decodeSync(Config.BedrockSettings)({})
-    const bedrock = yield* BedrockProvider.make(settings, { configured: options.awsCredentials !== undefined && options.awsCredentials !== "none" })
-    return LlmProviders.make([mock, bedrock])
+    const bedrock = yield* BedrockProvider.make(config.providers.bedrock ?? Schema.decodeSync(Config.BedrockSettings)({}), {
+      configured: options.awsCredentials !== undefined && options.awsCredentials !== "none"
+    })
+    const openaiSettings = config.providers.openai ?? Schema.decodeSync(Config.OpenAiSettings)({})
+    const openai = yield* OpenAiProvider.make({
+      name: "openai",
+      flavour: "openai",
+      baseUrl: openaiSettings.base_url,
+      apiKey: openaiSettings.api_key,
+      organization: openaiSettings.organization,
+      project: openaiSettings.project
+    })
+    const anthropicSettings = config.providers.anthropic ?? Schema.decodeSync(Config.AnthropicSettings)({})
+    const anthropic = yield* AnthropicProvider.make({ name: "anthropic", baseUrl: anthropicSettings.base_url, apiKey: anthropicSettings.api_key })
+    const compatible = yield* Effect.forEach(Object.entries(config.providers.openai_compatible), ([name, c]) =>
+      OpenAiProvider.make({ name, flavour: "compatible", baseUrl: c.base_url, apiKey: c.api_key }))
+    const gateway = mlflow === undefined
+      ? []
+      : [yield* MlflowProvider.make({ name: "mlflow", gatewayUrl: mlflow.gateway_url, token: mlflow.token })]
+    return LlmProviders.make([mock, bedrock, openai, anthropic, ...gateway, ...compatible])
   }))
 
-/** The response cache: off, in memory, or files under `ai_processing.cache_dir`. */
-export const cache = (config: Config.GatewayConfig): Layer.Layer<ResponseCache.ResponseCache, ResponseCache.CacheError> =>
-  !config.ai_processing.enable_caching
-    ? ResponseCache.layerNone
-    : config.storage.cache === "memory"
-      ? ResponseCache.layerMemory
-      : FileResponseCache.layer(config.ai_processing.cache_dir)
+/** The response cache: off, in memory, in Redis (`storage.redis_url`), or files under `ai_processing.cache_dir`. */
+export const cache = (config: Config.GatewayConfig): Layer.Layer<ResponseCache.ResponseCache, ResponseCache.CacheError> => {
+  if (!config.ai_processing.enable_caching) return ResponseCache.layerNone
+  switch (config.storage.cache) {
+    case "memory": return ResponseCache.layerMemory
+    case "redis":
+      return config.storage.redis_url === undefined
+        ? Layer.fail(new ResponseCache.CacheError({ message: "storage.cache is 'redis' but storage.redis_url (REDIS_URL) is not set" }))
+        : RedisResponseCache.layer({ url: config.storage.redis_url })
+    case "file": return FileResponseCache.layer(config.ai_processing.cache_dir)
+  }
+}
 
 /** The `SqlClient`: Postgres at `storage.database_url`, else PGlite in `<data_dir>/pgdata`. */
 export const sqlClient = (config: Config.GatewayConfig): Layer.Layer<SqlClient.SqlClient, SqlError | ConfigError> => {

@@ -11,11 +11,15 @@ import { Effect, Layer } from "effect"
 import type { Config } from "@tidyllm/core"
 import { AgreementsHttp } from "./agreements/Http.js"
 import { Api } from "./Api.js"
+import { AuditHttp } from "./audit/Http.js"
 import { ChatHttp } from "./chat/Http.js"
+import { EmbeddingsHttp } from "./embeddings/Http.js"
 import { GatewayHttp } from "./gateway/Http.js"
 import { HealthHttp } from "./health/Http.js"
+import { onClientError } from "./http/Errors.js"
 import { ApiMiddleware } from "./http/Middleware.js"
 import * as Layers from "./Layers.js"
+import { MetricsHttp } from "./metrics/Http.js"
 import { ModelsHttp } from "./models/Http.js"
 import { WorkflowsHttp } from "./workflows/Http.js"
 
@@ -33,7 +37,7 @@ export interface Options extends Layers.Options {
 }
 
 /** The API's handlers, OpenAPI document and middleware: an HTTP app needing the gateway services. */
-export const ApiLive = HttpApiBuilder.api(Api).pipe(Layer.provide([ChatHttp, GatewayHttp, ModelsHttp, WorkflowsHttp, AgreementsHttp, HealthHttp]))
+export const ApiLive = HttpApiBuilder.api(Api).pipe(Layer.provide([ChatHttp, EmbeddingsHttp, GatewayHttp, ModelsHttp, WorkflowsHttp, AgreementsHttp, AuditHttp, HealthHttp, MetricsHttp]))
 
 /** The routes served on an `HttpServer`. */
 export const HttpLive = HttpApiBuilder.serve().pipe(
@@ -61,7 +65,7 @@ export const layerWith = <E>(
 ): Layer.Layer<Layers.Services | HttpServer.HttpServer, E | ServeError> =>
   Layer.flatMap(servicesLayer, (services) => {
     let nodeServer: NodeServer | undefined
-    const listener = NodeHttpServer.layer(() => (nodeServer = createServer()), { host: config.server.host, port: config.server.port })
+    const listener = NodeHttpServer.layer(() => (nodeServer = createServer().on("clientError", onClientError)), { host: config.server.host, port: config.server.port })
     // Released before the listener's own finalizer (which waits for open connections to end).
     const grace = Layer.scopedDiscard(Effect.gen(function*() {
       yield* HttpServer.HttpServer

@@ -35,6 +35,16 @@ export const layer = (
     Layer.provideMerge(Server.layer({ ...cfg, server: { ...cfg.server, host: "127.0.0.1", port: 0 } }, options))
   )
 
+/** The server on 127.0.0.1, port 0, over services built elsewhere (e.g. on the in-memory store). */
+export const layerWith = <E>(
+  cfg: Config.GatewayConfig,
+  services: Layer.Layer<Layers.Services, E>,
+  options: Server.Options = {}
+): Layer.Layer<ServerUrl | Layers.Services | HttpServer.HttpServer, E | ServeError> =>
+  Layer.effect(ServerUrl, HttpServer.addressFormattedWith(Effect.succeed)).pipe(
+    Layer.provideMerge(Server.layerWith({ ...cfg, server: { ...cfg.server, host: "127.0.0.1", port: 0 } }, services, options))
+  )
+
 /** Starts the server for the life of the scope and returns its URL. */
 export const start = (
   cfg: Config.GatewayConfig,

@@ -18,9 +18,10 @@ import { SqlError } from "@effect/sql/SqlError"
 import * as SqlSchema from "@effect/sql/SqlSchema"
 import { Errors, Money } from "@tidyllm/core"
 import { AuditLog } from "@tidyllm/corporate-llm"
-import { Chunk, Deferred, Duration, Effect, Fiber, Layer, Metric, MetricBoundaries, ParseResult, Queue, Ref, Schema } from "effect"
+import { Chunk, Deferred, Duration, Effect, Fiber, GlobalValue, Layer, Metric, MetricBoundaries, Option, ParseResult, Queue, Ref, Schema } from "effect"
 import type { Scope } from "effect"
 import { describe, isDataError, orUnavailable, unavailable } from "./internal/sqlErrors.js"
+import { purgeLlmAudit } from "./AuditRetention.js"
 
 /** Tuning of the group commit. */
 export interface Options {
@@ -59,6 +60,50 @@ export const batchSize = Metric.histogram(
   MetricBoundaries.exponential({ start: 1, factor: 2, count: 10 }),
   "rows per committed audit batch"
 )
+
+/** Rows not yet committed (queued or in the batch being written), set at scrape time by {@link refreshQueueMetrics}. */
+export const queueDepth = Metric.gauge("tidyllm_audit_queue_depth", {
+  description: "Audit rows waiting to be committed (queued or in the batch being written); with buffered durability, what a crash now would lose."
+})
+/** Age of the oldest row not yet committed, set at scrape time. */
+export const queueOldestAge = Metric.gauge("tidyllm_audit_queue_oldest_age_seconds", {
+  description: "Age of the oldest audit row not yet committed (0 when none): how far the audit writer is behind."
+})
+/** Time from a batch's oldest row being queued to the batch's commit. */
+export const commitLag = Metric.histogram(
+  "tidyllm_audit_commit_lag_seconds",
+  MetricBoundaries.fromIterable([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]),
+  "Time from the oldest row of an audit batch being queued to the batch's commit."
+)
+
+/** What the metrics read of one audit log's queue. */
+interface QueueProbe {
+  /** Rows queued or being written. */
+  readonly depth: () => number
+  /** When the oldest row being written was queued (epoch ms), if a batch is being written. */
+  readonly oldestQueuedAt: () => number | undefined
+}
+
+/**
+ * The queues of the audit logs open in this process (normally one), registered for the life of
+ * their scope. Process-wide like Effect's metric registry, so that the server can read them when
+ * it is scraped without the port growing a metrics method.
+ */
+const openQueues = GlobalValue.globalValue(Symbol.for("@tidyllm/store-pg/PgAuditLog/openQueues"), () => new Set<QueueProbe>())
+
+/** Sets {@link queueDepth} and {@link queueOldestAge} from the open audit logs (summed depth, oldest age). */
+export const refreshQueueMetrics: Effect.Effect<void> = Effect.clockWith((clock) =>
+  Effect.sync(() => {
+    const now = clock.unsafeCurrentTimeMillis()
+    let depth = 0
+    let oldest = now
+    for (const probe of openQueues) {
+      depth += probe.depth()
+      oldest = Math.min(oldest, probe.oldestQueuedAt() ?? now)
+    }
+    queueDepth.unsafeUpdate(depth, [])
+    queueOldestAge.unsafeUpdate(Math.max(0, now - oldest) / 1000, [])
+  }))
 
 const STORE = "postgres"
 const FIRST_RETRY_MS = 50
@@ -137,6 +182,34 @@ const Query = Schema.Struct({
 
 const MAX_LIST = 10_000
 
+/** One page query as bound to the SELECT (the cursor's time as text: it holds microseconds). */
+const PageRequest = Schema.Struct({
+  from: Schema.optional(Schema.DateFromSelf),
+  to: Schema.optional(Schema.DateFromSelf),
+  team: Schema.optional(Schema.String),
+  key_id: Schema.optional(Schema.String),
+  model: Schema.optional(Schema.String),
+  provider: Schema.optional(Schema.String),
+  status: Schema.optional(Schema.Array(AuditLog.AuditStatus)),
+  reason_contains: Schema.optional(Schema.String),
+  request_id: Schema.optional(Schema.String),
+  after_at: Schema.optional(Schema.String),
+  after_id: Schema.optional(Schema.String),
+  fetch: Schema.Number
+})
+
+/** A selected row with its creation time in microseconds (the cursor keeps what a `Date` drops). */
+const PageRow = Schema.Struct({ ...EntryRow.fields, created_us: Schema.String })
+
+/** A `LIKE` pattern matching strings that contain `text` (`\` escapes `%`, `_` and itself). */
+const likeContains = (text: string) => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`
+
+/** `2025-01-02T03:04:05.678901Z` from microseconds since the epoch. */
+const isoMicros = (us: number): string => {
+  const ms = Math.floor(us / 1_000)
+  return new Date(ms).toISOString().replace(/Z$/, `${String(us - ms * 1_000).padStart(3, "0")}Z`)
+}
+
 interface Pending {
   readonly row: Row
   readonly done: Deferred.Deferred<void, Errors.StoreUnavailable>
@@ -157,6 +230,8 @@ export const make = (options: Options = {}): Effect.Effect<AuditLog.Service, nev
     const queue = yield* Queue.bounded<Item>(Math.max(1, options.capacity ?? 10_000))
     const closing = yield* Ref.make(false)
     const buffered = options.durability === "buffered"
+    // The counters exist (at 0) from the start, so that a rate of failures reads 0 rather than nothing.
+    yield* Effect.sync(() => [batchesCommitted, rowsCommitted, rowsFailed].forEach((m) => m.register()))
 
     const insert = (rows: ReadonlyArray<Row>): Effect.Effect<void, SqlError> =>
       Effect.asVoid(sql`INSERT INTO llm_audit_log ${sql.insert(rows)} ON CONFLICT (id) DO NOTHING`)
@@ -200,6 +275,7 @@ export const make = (options: Options = {}): Effect.Effect<AuditLog.Service, nev
           yield* Metric.increment(batchesCommitted)
           yield* Metric.incrementBy(rowsCommitted, batch.length)
           yield* Metric.update(batchSize, batch.length)
+          yield* Metric.update(commitLag, Math.max(0, clock.unsafeCurrentTimeMillis() - (deadline - maxWaitMs)) / 1000)
           return yield* succeedAll(batch)
         }
         const error = result.left
@@ -221,12 +297,22 @@ export const make = (options: Options = {}): Effect.Effect<AuditLog.Service, nev
 
     const isPending = (item: Item): item is Pending => item !== STOP
 
+    // The batch being written, for the queue metrics; only the writer fiber sets it.
+    let writing: ReadonlyArray<Pending> = []
+    const probe: QueueProbe = {
+      depth: () => Math.max(0, Option.getOrElse(queue.unsafeSize(), () => 0)) + writing.length,
+      oldestQueuedAt: () => (writing.length === 0 ? undefined : writing.reduce((min, p) => Math.min(min, p.deadline), Number.POSITIVE_INFINITY) - maxWaitMs)
+    }
+    yield* Effect.acquireRelease(Effect.sync(() => openQueues.add(probe)), () => Effect.sync(() => openQueues.delete(probe)))
+
     /** Takes and commits batches until it meets STOP. */
     const writer = Effect.gen(function*() {
       for (;;) {
         const items = Chunk.toReadonlyArray(yield* Queue.takeBetween(queue, 1, maxBatch))
         const batch = items.filter(isPending)
+        writing = batch
         if (batch.length > 0) yield* flush(batch)
+        writing = []
         if (batch.length < items.length) return
       }
     })
@@ -261,6 +347,54 @@ export const make = (options: Options = {}): Effect.Effect<AuditLog.Service, nev
       }
     })
 
+    // Keyset pagination: the row-value comparison on (created_at, id) is an index condition on the
+    // (…, created_at DESC, id DESC) indexes of 0003, so a deep page costs what the first one does.
+    const pageRows = SqlSchema.findAll({
+      Request: PageRequest,
+      Result: PageRow,
+      execute: (q) => {
+        const eq = (column: string, value: string | undefined) => value === undefined ? [] : [sql`${sql(column)} = ${value}`]
+        const where = [
+          ...(q.from === undefined ? [] : [sql`created_at >= ${q.from}`]),
+          ...(q.to === undefined ? [] : [sql`created_at < ${q.to}`]),
+          ...eq("team", q.team),
+          ...eq("key_id", q.key_id),
+          ...eq("model", q.model),
+          ...eq("provider", q.provider),
+          ...eq("request_id", q.request_id),
+          ...(q.status === undefined || q.status.length === 0 ? [] : [sql.in("status", q.status)]),
+          ...(q.reason_contains === undefined || q.reason_contains === "" ? [] : [sql`reason ILIKE ${likeContains(q.reason_contains)}`]),
+          ...(q.after_at === undefined || q.after_id === undefined
+            ? []
+            : [sql`(created_at, id) < (${q.after_at}::timestamptz, ${q.after_id}::uuid)`])
+        ]
+        return sql`SELECT id, request_id, created_at, caller, user_id, team, key_id, reason, provider, model, status,
+            input_tokens, output_tokens, cost, latency_ms, error_type, error_message, prompt, audit_level, attempt,
+            (extract(epoch FROM created_at) * 1000000)::int8::text AS created_us
+          FROM llm_audit_log WHERE ${sql.and(where)} ORDER BY created_at DESC, id DESC LIMIT ${q.fetch}`
+      }
+    })
+
+    const query = (request: AuditLog.PageQuery) =>
+      Effect.gen(function*() {
+        const { after, limit, ...filter } = yield* AuditLog.checkQuery(request)
+        const cursor = Option.getOrUndefined(after)
+        // One row more than the page: whether it exists says whether there is a next page.
+        const fetched = yield* pageRows({
+          ...filter,
+          ...(cursor === undefined ? {} : { after_at: isoMicros(cursor.created_us), after_id: cursor.id }),
+          fetch: limit + 1
+        }).pipe(Effect.catchTag("ParseError", (e) => Effect.die(e)))
+        const page = fetched.slice(0, limit)
+        const last = page[page.length - 1]
+        return {
+          rows: page.map(({ created_us: _us, ...entry }): AuditLog.AuditEntry => entry),
+          next_cursor: fetched.length > limit && last !== undefined
+            ? AuditLog.encodeCursor({ created_us: Number(last.created_us), id: last.id })
+            : null
+        }
+      }).pipe(orUnavailable(STORE), Effect.withSpan("PgAuditLog.query"))
+
     return AuditLog.AuditLog.of({
       write: (entry) =>
         Effect.gen(function*() {
@@ -276,6 +410,13 @@ export const make = (options: Options = {}): Effect.Effect<AuditLog.Service, nev
           Effect.catchTag("ParseError", (e) => Effect.die(e)),
           orUnavailable(STORE),
           Effect.withSpan("PgAuditLog.list")
+        ),
+      query,
+      purge: (request) =>
+        AuditLog.checkPurge(request).pipe(
+          Effect.flatMap((r) => purgeLlmAudit(r)),
+          Effect.provideService(SqlClient.SqlClient, sql),
+          Effect.withSpan("PgAuditLog.purge")
         )
     })
   })

@@ -22,7 +22,7 @@ describe("gateway #1 on Postgres under concurrency", () => {
         CorporateLlmGateway.layer.pipe(Layer.provide(Layer.mergeAll(
           Layer.succeed(CorporateLlmGateway.Settings, {
             default_provider: "mock", budget_limit_daily_usd: Number(limitUsd), max_cost_per_request_usd: 1, audit_level: "hash",
-            audit_durability: "sync", require_reason: true, default_max_tokens: 16, default_model: "claude-3-sonnet",
+            audit_durability: "sync", audit_retention_days: 365, require_reason: true, default_max_tokens: 16, default_model: "claude-3-sonnet",
             reservation_ttl_seconds: 600, budget_slice_fraction: 0
           }),
           ModelCatalog.layer(),

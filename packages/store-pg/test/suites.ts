@@ -11,7 +11,8 @@ import { expect, layer } from "@effect/vitest"
 import { Errors, Ids, Money } from "@tidyllm/core"
 import { AuditLog, BudgetLedger } from "@tidyllm/corporate-llm"
 import { Cause, Clock, Effect, Exit, Fiber, Layer, Metric, Option, Random, TestClock, TestContext } from "effect"
-import { Migrator, PgAuditLog, PgBudgetLedger } from "../src/index.js"
+import { auditLogContract, entry as contractEntry, Hooks as AgreementHooks } from "../../corporate-llm/test/auditLogContract.js"
+import { AuditRetention, Migrator, PgAuditLog, PgBudgetLedger, PgWorkflowAudit } from "../src/index.js"
 import { auditEntry, type FreshDatabase, migrated } from "./harness.js"
 
 const tempDir = Effect.acquireRelease(
@@ -475,9 +476,186 @@ export const budgetSuite = (engine: string, fresh: FreshDatabase) =>
     }
   )
 
+// ---------------------------------------------------------------------------------------------
+// Audit query and retention
+
+/** A proposed flow agreement whose proposal names `request_id` (as gateway #3 writes it). */
+const proposeFor = (request_id: string, workflow_id = `wf-${request_id}`) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.map(
+      sql<{ readonly id: string }>`INSERT INTO flow_agreements (id, workflow_id, status, expires_at, proposal, proposed_by)
+        VALUES (${Ids.randomUuid()}, ${workflow_id}, 'proposed', now() + interval '7 days',
+          ${JSON.stringify({ version: 2, base_version: 1, request_id })}::jsonb, 'alice')
+        RETURNING id::text AS id`,
+      (rows) => rows[0]?.id ?? ""
+    ))
+
+const decideAll = (status: "approved" | "rejected" | "expired") =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) => sql`UPDATE flow_agreements SET status = ${status}, decided_at = now() WHERE status = 'proposed'`)
+
+/** The `AuditLog` contract's agreement hooks on SQL. */
+const sqlAgreementHooks = Layer.effect(AgreementHooks, Effect.map(SqlClient.SqlClient, (sql) => ({
+  open: (request_id: string) => Effect.orDie(Effect.provideService(proposeFor(request_id), SqlClient.SqlClient, sql)),
+  close: (request_id: string) =>
+    Effect.orDie(Effect.asVoid(sql`UPDATE flow_agreements SET status = 'approved', decided_at = now() WHERE proposal->>'request_id' = ${request_id}`))
+})))
+
+const y2001 = (day: number, ms = 0) => new Date(Date.UTC(2001, 0, day) + ms)
+const CUTOFF = new Date(Date.UTC(2002, 0, 1))
+
+/** A workflow audit row as the session manager and gateway #3 write them. */
+const workflowRow = (operation: string, detail: Record<string, unknown>, created_at = y2001(1)) => ({
+  id: Ids.randomUuid(),
+  created_at,
+  operation,
+  key: "workflows/x/",
+  actor: "user:alice",
+  reason: "retention test",
+  detail
+})
+
+export const auditQuerySuite = (engine: string, fresh: FreshDatabase) => {
+  auditLogContract(engine, Layer.mergeAll(PgAuditLog.layer(), sqlAgreementHooks).pipe(Layer.provideMerge(migrated(fresh))))
+
+  layer(Layer.provideMerge(PgAuditLog.layer(), migrated(fresh)), { excludeTestServices: true, timeout: "60 seconds" })(
+    `audit query and retention (${engine})`,
+    (it) => {
+      it.effect("0003 replaces the time, team and status indexes by ones ending in (created_at, id) and adds key and model", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const indexes = yield* sql<{ readonly name: string; readonly def: string }>`
+            SELECT indexname AS name, indexdef AS def FROM pg_indexes WHERE tablename = 'llm_audit_log' ORDER BY indexname`
+          expect(indexes.map((i) => i.name)).toEqual([
+            "llm_audit_log_created_at_id_idx",
+            "llm_audit_log_key_created_at_id_idx",
+            "llm_audit_log_model_created_at_id_idx",
+            "llm_audit_log_pkey",
+            "llm_audit_log_request_id_idx",
+            "llm_audit_log_status_created_at_id_idx",
+            "llm_audit_log_team_created_at_id_idx"
+          ])
+          expect(indexes.find((i) => i.name === "llm_audit_log_team_created_at_id_idx")?.def).toMatch(/\(team, created_at DESC, id DESC\)$/)
+        }))
+
+      it.effect("a team page after a cursor is one index range scan: filter, order and cursor in the index, no sort", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const plan = yield* sql.withTransaction(Effect.gen(function*() {
+            // A small table would be read whole; make the planner show the path it takes on a big one.
+            yield* sql`SET LOCAL enable_seqscan = off`
+            yield* sql`SET LOCAL enable_bitmapscan = off`
+            const rows = yield* sql<Record<string, string>>`EXPLAIN SELECT id FROM llm_audit_log
+              WHERE team = ${"risk"} AND created_at >= ${new Date(Date.UTC(2025, 0, 1))}
+                AND (created_at, id) < (${"2025-06-01T00:00:00.123456Z"}::timestamptz, ${Ids.randomUuid()}::uuid)
+              ORDER BY created_at DESC, id DESC LIMIT 101`
+            return rows.map((r) => Object.values(r).join(" ")).join("\n")
+          }))
+          expect(plan).toMatch(/Index (Only )?Scan using llm_audit_log_team_created_at_id_idx/)
+          expect(plan).toMatch(/Index Cond: .*team = .*ROW\(created_at, id\) < ROW/s)
+          expect(plan).not.toMatch(/Sort/)
+        }))
+
+      it.effect("LLM rows named by an open agreement's records are kept: its proposing request and the requests of its workflow audit rows", () =>
+        Effect.gen(function*() {
+          const log = yield* AuditLog.AuditLog
+          const workflows = yield* PgWorkflowAudit.make()
+          const agreement = yield* proposeFor("retention-proposal", "wf-retention")
+          yield* workflows.record(workflowRow("agreement_approval_recorded", { agreement_id: agreement, workflow_id: "wf-retention", request_id: "retention-decision" }, new Date()))
+          const rows = [
+            auditEntry({ request_id: "retention-proposal", created_at: y2001(2), status: "success" }),
+            auditEntry({ request_id: "retention-decision", created_at: y2001(3), status: "error" }),
+            auditEntry({ request_id: "retention-other", created_at: y2001(4), status: "success" }),
+            auditEntry({ request_id: "retention-other", created_at: y2001(5), status: "cancelled" })
+          ]
+          yield* Effect.forEach(rows, log.write, { discard: true })
+          expect(yield* log.purge({ older_than: CUTOFF })).toEqual({ removed: 2, kept_under_agreement: 2, by_status: { success: 1, cancelled: 1 } })
+          const left = yield* log.query({ to: CUTOFF, limit: 10 })
+          expect(left.rows.map((r) => r.request_id).sort()).toEqual(["retention-decision", "retention-proposal"])
+          // Rejected: the rows are ordinary again.
+          yield* decideAll("rejected")
+          expect(yield* log.purge({ older_than: CUTOFF })).toEqual({ removed: 2, kept_under_agreement: 0, by_status: { success: 1, error: 1 } })
+        }))
+
+      it.effect("workflow audit purge keeps the rows of a workflow, an agreement and the requests under an open agreement", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const workflows = yield* PgWorkflowAudit.make()
+          const agreement = yield* proposeFor("wf-proposal-request", "wf-pending")
+          const kept = [
+            workflowRow("put_version", { workflow_id: "wf-pending", version: 1, request_id: "r1" }),
+            workflowRow("get_version", { workflow_id: "wf-pending", requested: "current" }),
+            workflowRow("agreement_proposed", { agreement_id: agreement, request_id: "wf-proposal-request" }),
+            workflowRow("store_workflow", { prefix: "workflows/", request_id: "wf-proposal-request" })
+          ]
+          const purged = [
+            workflowRow("put_version", { workflow_id: "wf-done", version: 3, request_id: "r2" }),
+            workflowRow("put_version", { workflow_id: "wf-other", version: 1 }),
+            workflowRow("list_workflows", {}),
+            workflowRow("agreement_approved", { agreement_id: Ids.randomUuid(), workflow_id: "wf-done" })
+          ]
+          const young = workflowRow("get_version", { workflow_id: "wf-other" }, new Date())
+          yield* Effect.forEach([...kept, ...purged, young], workflows.record, { discard: true })
+
+          const dry = yield* AuditRetention.purgeWorkflowAudit({ older_than: CUTOFF, dry_run: true })
+          expect(dry).toEqual({ removed: 4, kept_under_agreement: 4, by_operation: { put_version: 2, list_workflows: 1, agreement_approved: 1 } })
+          const mine = [...kept, ...purged, young].map((r) => r.id)
+          const left = Effect.map(
+            sql<{ readonly id: string }>`SELECT id::text AS id FROM workflow_audit_log WHERE id::text IN ${sql.in(mine)} ORDER BY id`,
+            (rows) => rows.map((r) => r.id)
+          )
+          expect(yield* left).toEqual([...mine].sort())
+          expect(yield* AuditRetention.purgeWorkflowAudit({ older_than: CUTOFF, batch_size: 3 })).toEqual(dry)
+          expect(yield* left).toEqual([...kept, young].map((r) => r.id).sort())
+
+          yield* decideAll("approved")
+          expect(yield* AuditRetention.purgeWorkflowAudit({ older_than: CUTOFF })).toEqual({
+            removed: 4, kept_under_agreement: 0, by_operation: { put_version: 1, get_version: 1, agreement_proposed: 1, store_workflow: 1 }
+          })
+          expect(yield* left).toEqual([young.id])
+        }))
+
+      it.effect("a purge larger than the batch deletes everything, batch after batch, also when the batch divides it exactly", () =>
+        Effect.gen(function*() {
+          const log = yield* AuditLog.AuditLog
+          for (const n of [23, 20]) {
+            yield* Effect.forEach(Array.from({ length: n }, (_, i) => contractEntry({ created_at: y2001(1, i), status: i % 2 === 0 ? "success" : "error" })), log.write, { discard: true })
+            const dry = yield* AuditRetention.purgeLlmAudit({ older_than: CUTOFF, dry_run: true })
+            expect(dry.removed).toBe(n)
+            const done = yield* AuditRetention.purgeLlmAudit({ older_than: CUTOFF, batch_size: 5 })
+            expect(done).toEqual({ removed: n, kept_under_agreement: 0, by_status: { success: Math.ceil(n / 2), error: Math.floor(n / 2) } })
+            expect(yield* count("llm_audit_log", "created_at < '2002-01-01'")).toBe(0)
+          }
+        }))
+
+      it.effect("a cursor keeps microseconds: rows stored with sub-millisecond times page without loss or repetition", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const log = yield* AuditLog.AuditLog
+          // Rows another writer stored with now()-style microsecond times, three in one millisecond.
+          const ids = Array.from({ length: 5 }, () => Ids.randomUuid())
+          const times = ["2040-01-01T00:00:00.000100Z", "2040-01-01T00:00:00.000200Z", "2040-01-01T00:00:00.000900Z", "2040-01-01T00:00:00.001000Z", "2040-01-01T00:00:00.001001Z"]
+          for (const [i, id] of ids.entries()) {
+            yield* sql`INSERT INTO llm_audit_log (id, request_id, created_at, caller, reason, provider, model, status, prompt, audit_level)
+              VALUES (${id}, 'micro', ${times[i]!}::timestamptz, 'system', 'micro', 'mock', 'm', 'success', 'p', 'hash')`
+          }
+          const seen: Array<string> = []
+          let cursor: string | undefined = undefined
+          for (;;) {
+            const page: AuditLog.Page = yield* log.query({ request_id: "micro", limit: 1, cursor })
+            seen.push(...page.rows.map((r) => r.id))
+            if (page.next_cursor === null) break
+            cursor = page.next_cursor
+          }
+          expect(seen).toEqual([...ids].reverse())
+        }))
+    }
+  )
+}
+
 /** Every shared suite, on one engine. */
 export const allSuites = (engine: string, fresh: FreshDatabase) => {
   migratorSuite(engine, fresh)
   auditSuite(engine, fresh)
   budgetSuite(engine, fresh)
+  auditQuerySuite(engine, fresh)
 }

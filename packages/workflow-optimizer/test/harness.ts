@@ -6,7 +6,8 @@ import { WorkflowOptimizerGateway } from "@tidyllm/workflow-optimizer"
 import { make as makeGw1 } from "../../corporate-llm/test/harness.js"
 
 export const aiSettings: Config.AiProcessingSettings = {
-  enable_caching: true, cache_dir: ".c", cache_ttl_seconds: 60, max_retries: 0, retry_delay_base: 0, timeout_seconds: 5, fallback_backends: []
+  enable_caching: true, cache_dir: ".c", cache_ttl_seconds: 60, max_retries: 0, retry_delay_base: 0, timeout_seconds: 5, fallback_backends: [],
+  circuit_breaker_failures: 5, circuit_breaker_cooldown_seconds: 30
 }
 
 /** Gateway #2 over gateway #1 (its audit rows readable through `rows`). */

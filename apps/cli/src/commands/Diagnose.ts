@@ -157,7 +157,7 @@ const checkProviders = (loaded: Load.Loaded) =>
     const registry = yield* LlmProviders.LlmProviders
     const used = roles(loaded.config)
     const checks: Array<Check> = []
-    for (const name of Layers.knownProviders) {
+    for (const name of Layers.providerNames(loaded.config)) {
       const role = used.get(name)
       const roleText = role === undefined ? "not used by this configuration" : role.join(", ")
       const provider = registry.get(name)

@@ -3,6 +3,7 @@ import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 import { FlowAgreement } from "@tidyllm/heiros"
 import { ErrorBody } from "../http/Errors.js"
+import { WorkflowId } from "../workflows/Api.js"
 
 /** An agreement as JSON. */
 export const Agreement = Schema.encodedSchema(FlowAgreement.Agreement).annotations({ identifier: "Agreement" })
@@ -41,7 +42,8 @@ export class AgreementsApi extends HttpApiGroup.make("agreements")
   .add(
     HttpApiEndpoint.get("list", "/v1/agreements")
       .setUrlParams(Schema.Struct({
-        workflow_id: Schema.optional(Schema.String),
+        // Checked like the ids it filters on: a NUL (`%00`) would otherwise reach the database, which cannot take it.
+        workflow_id: Schema.optional(WorkflowId),
         status: Schema.optional(FlowAgreement.Status),
         limit: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 1000)))
       }))

@@ -25,11 +25,15 @@ export const AgreementsHttp = HttpApiBuilder.group(Api, "agreements", (handlers)
     return handlers
       .handleRaw("list", ({ request, urlParams }) =>
         respond((requestId) =>
-          Effect.map(gw3.listAgreements(urlParams, workflowContext(request, requestId)), (agreements) => ({ agreements }))))
-      .handleRaw("get", ({ path, request }) => respond((requestId) => gw3.getAgreement(path.id, workflowContext(request, requestId))))
+          Effect.flatMap(workflowContext(request, requestId), (context) =>
+            Effect.map(gw3.listAgreements(urlParams, context), (agreements) => ({ agreements })))))
+      .handleRaw("get", ({ path, request }) =>
+        respond((requestId) => Effect.flatMap(workflowContext(request, requestId), (context) => gw3.getAgreement(path.id, context))))
       .handleRaw("approve", ({ path, request }) =>
-        respond((requestId) => Effect.flatMap(body(request), (b) => gw3.approve(path.id, b.comment, workflowContext(request, requestId)))))
+        respond((requestId) =>
+          Effect.flatMap(workflowContext(request, requestId), (context) => Effect.flatMap(body(request), (b) => gw3.approve(path.id, b.comment, context)))))
       .handleRaw("reject", ({ path, request }) =>
-        respond((requestId) => Effect.flatMap(body(request), (b) => gw3.reject(path.id, b.comment, workflowContext(request, requestId)))))
+        respond((requestId) =>
+          Effect.flatMap(workflowContext(request, requestId), (context) => Effect.flatMap(body(request), (b) => gw3.reject(path.id, b.comment, context)))))
   })
 )

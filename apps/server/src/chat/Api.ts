@@ -10,12 +10,14 @@ export const ContentPart = Schema.Struct({
   text: Schema.optional(Schema.String)
 })
 
+const optionalNullableField = <A, I>(s: Schema.Schema<A, I>) => Schema.optional(Schema.NullOr(s))
+
 /** A chat message as OpenAI clients send it. */
 export const ChatMessage = Schema.Struct({
   role: Schema.Literal("system", "developer", "user", "assistant", "tool", "function"),
   content: Schema.optional(Schema.NullOr(Schema.Union(Schema.String, Schema.Array(ContentPart)))),
   name: Schema.optional(Schema.String),
-  tool_calls: Schema.optional(Schema.Unknown),
+  tool_calls: optionalNullableField(Schema.Array(LlmRequest.ToolCall)),
   tool_call_id: Schema.optional(Schema.String)
 })
 
@@ -23,9 +25,10 @@ const Tokens = Schema.Int.pipe(Schema.greaterThanOrEqualTo(1), Schema.lessThanOr
 const optionalNullable = <A, I>(s: Schema.Schema<A, I>) => Schema.optional(Schema.NullOr(s))
 
 /**
- * The request body. Fields that would change what a client gets back but are not supported
- * (`n` > 1, tools, function calling, JSON modes, logprobs, audio) are refused with a 400; harmless
- * ones (`seed`, penalties, `logit_bias`, `store`, `service_tier`, …) are accepted and ignored.
+ * The request body. Tools, `tool_choice`, `response_format` and `seed` are passed to the
+ * provider (one that cannot honour them answers 400). Fields that would change what a client
+ * gets back but are not supported (`n` > 1, the legacy `functions`, logprobs, audio) are refused
+ * with a 400; harmless ones (penalties, `logit_bias`, `store`, `service_tier`, …) are accepted and ignored.
  */
 export const ChatCompletionRequest = Schema.Struct({
   model: Schema.String.pipe(Schema.minLength(1)),
@@ -41,11 +44,13 @@ export const ChatCompletionRequest = Schema.Struct({
   user: Schema.optional(Schema.String),
   /** Caller metadata; `metadata.reason` is the request's reason (or send the `x-tidyllm-reason` header). */
   metadata: optionalNullable(Schema.Record({ key: Schema.String, value: Schema.Unknown })),
-  tools: optionalNullable(Schema.Array(Schema.Unknown)),
-  tool_choice: Schema.optional(Schema.Unknown),
+  tools: optionalNullable(Schema.Array(LlmRequest.ToolDefinition).pipe(Schema.maxItems(128))),
+  tool_choice: optionalNullable(LlmRequest.ToolChoice),
+  parallel_tool_calls: optionalNullable(Schema.Boolean),
   functions: optionalNullable(Schema.Array(Schema.Unknown)),
   function_call: Schema.optional(Schema.Unknown),
-  response_format: optionalNullable(Schema.Struct({ type: Schema.String })),
+  response_format: optionalNullable(LlmRequest.ResponseFormat),
+  seed: optionalNullable(Schema.Int),
   logprobs: optionalNullable(Schema.Boolean),
   top_logprobs: optionalNullable(Schema.Int),
   modalities: optionalNullable(Schema.Array(Schema.String)),
@@ -69,7 +74,13 @@ export const ChatCompletion = Schema.Struct({
   model: Schema.String,
   choices: Schema.Array(Schema.Struct({
     index: Schema.Int,
-    message: Schema.Struct({ role: Schema.Literal("assistant"), content: Schema.String, refusal: Schema.Null }),
+    message: Schema.Struct({
+      role: Schema.Literal("assistant"),
+      /** `null` when the model only called tools. */
+      content: Schema.NullOr(Schema.String),
+      refusal: Schema.Null,
+      tool_calls: Schema.optional(Schema.Array(LlmRequest.ToolCall))
+    }),
     finish_reason: Schema.String,
     logprobs: Schema.Null
   })),
@@ -87,7 +98,16 @@ export const ChatCompletionChunk = Schema.Struct({
   model: Schema.String,
   choices: Schema.Array(Schema.Struct({
     index: Schema.Int,
-    delta: Schema.Struct({ role: Schema.optional(Schema.Literal("assistant")), content: Schema.optional(Schema.String) }),
+    delta: Schema.Struct({
+      role: Schema.optional(Schema.Literal("assistant")),
+      content: Schema.optional(Schema.String),
+      tool_calls: Schema.optional(Schema.Array(Schema.Struct({
+        index: Schema.Int,
+        id: Schema.optional(Schema.String),
+        type: Schema.optional(Schema.Literal("function")),
+        function: Schema.Struct({ name: Schema.optional(Schema.String), arguments: Schema.String })
+      })))
+    }),
     finish_reason: Schema.NullOr(Schema.String),
     logprobs: Schema.Null
   })),

@@ -8,16 +8,9 @@ const invalid = (message: string, field: string) => Either.left(new Errors.Inval
 /** Refuses the OpenAI features whose absence would silently change the answer. */
 const unsupported = (body: ChatCompletionRequest): Either.Either<void, Errors.InvalidRequest> => {
   if (body.n != null && body.n !== 1) return invalid(`n = ${body.n} is not supported: the gateway returns one choice per request`, "n")
-  if (body.tools != null && body.tools.length > 0) return invalid("tool calling ('tools') is not supported by this gateway", "tools")
-  if (body.functions != null && body.functions.length > 0) return invalid("function calling ('functions') is not supported by this gateway", "functions")
-  if (body.tool_choice != null && body.tool_choice !== "none" && body.tool_choice !== "auto") {
-    return invalid("'tool_choice' is not supported by this gateway (no tools)", "tool_choice")
-  }
+  if (body.functions != null && body.functions.length > 0) return invalid("the legacy 'functions' field is not supported: send 'tools'", "functions")
   if (body.function_call != null && body.function_call !== "none" && body.function_call !== "auto") {
-    return invalid("'function_call' is not supported by this gateway", "function_call")
-  }
-  if (body.response_format != null && body.response_format.type !== "text") {
-    return invalid(`response_format '${body.response_format.type}' is not supported: only 'text'`, "response_format.type")
+    return invalid("the legacy 'function_call' field is not supported: send 'tool_choice'", "function_call")
   }
   if (body.logprobs === true) return invalid("'logprobs' is not supported by this gateway", "logprobs")
   if (body.modalities != null && body.modalities.some((m) => m !== "text")) return invalid("only the 'text' modality is supported", "modalities")
@@ -25,14 +18,19 @@ const unsupported = (body: ChatCompletionRequest): Either.Either<void, Errors.In
   return Either.void
 }
 
-/** The messages as gateway messages: text only, `developer` as `system`. */
+/** The messages as gateway messages: text parts only, `developer` as `system`, tool calls and results kept. */
 const messagesOf = (body: ChatCompletionRequest): Either.Either<Array<LlmRequest.ChatMessage>, Errors.InvalidRequest> => {
   const out: Array<LlmRequest.ChatMessage> = []
   for (const [i, m] of body.messages.entries()) {
-    if (m.role === "tool" || m.role === "function") {
-      return invalid(`messages[${i}]: role '${m.role}' is not supported (this gateway does no tool calling)`, `messages[${i}].role`)
+    if (m.role === "function") {
+      return invalid(`messages[${i}]: the legacy role 'function' is not supported: send role 'tool' with 'tool_call_id'`, `messages[${i}].role`)
     }
-    if (m.tool_calls != null) return invalid(`messages[${i}]: 'tool_calls' are not supported`, `messages[${i}].tool_calls`)
+    if (m.tool_calls != null && m.tool_calls.length > 0 && m.role !== "assistant") {
+      return invalid(`messages[${i}]: only 'assistant' messages carry 'tool_calls'`, `messages[${i}].tool_calls`)
+    }
+    if (m.role === "tool" && m.tool_call_id === undefined) {
+      return invalid(`messages[${i}]: a 'tool' message needs the 'tool_call_id' of the call it answers`, `messages[${i}].tool_call_id`)
+    }
     const role = m.role === "developer" ? "system" : m.role
     let content: string
     if (m.content == null) {
@@ -51,7 +49,13 @@ const messagesOf = (body: ChatCompletionRequest): Either.Either<Array<LlmRequest
       }
       content = texts.join("")
     }
-    out.push({ role, content })
+    out.push({
+      role,
+      content,
+      ...(m.tool_calls == null || m.tool_calls.length === 0 ? {} : { tool_calls: m.tool_calls }),
+      ...(m.role === "tool" && m.tool_call_id !== undefined ? { tool_call_id: m.tool_call_id } : {}),
+      ...(m.name === undefined || m.name === "" ? {} : { name: m.name })
+    })
   }
   return Either.right(out)
 }
@@ -79,6 +83,10 @@ export const toAiRequest = (body: ChatCompletionRequest): Either.Either<LlmReque
       ...(body.temperature == null ? {} : { temperature: body.temperature }),
       ...(body.top_p == null ? {} : { top_p: body.top_p }),
       ...(stop === undefined || stop.length === 0 ? {} : { stop }),
+      ...(body.tools == null || body.tools.length === 0 ? {} : { tools: body.tools }),
+      ...(body.tool_choice == null || body.tools == null || body.tools.length === 0 ? {} : { tool_choice: body.tool_choice }),
+      ...(body.response_format == null || body.response_format.type === "text" ? {} : { response_format: body.response_format }),
+      ...(body.seed == null ? {} : { seed: body.seed }),
       ...(reason === undefined ? {} : { reason }),
       ...(body.user === undefined ? {} : { user_id: body.user }),
       ...(body.metadata == null ? {} : { metadata: body.metadata })
@@ -116,7 +124,12 @@ export const toChatCompletion = (response: LlmRequest.LLMResponse, created: numb
     model: response.metadata.model,
     choices: [{
       index: 0,
-      message: { role: "assistant", content: data?.response ?? "", refusal: null },
+      message: {
+        role: "assistant",
+        content: data?.tool_calls !== undefined && data.response === "" ? null : data?.response ?? "",
+        refusal: null,
+        ...(data?.tool_calls === undefined ? {} : { tool_calls: data.tool_calls })
+      },
       finish_reason: finishReason(data?.finish_reason ?? "stop"),
       logprobs: null
     }],
@@ -151,6 +164,24 @@ export const roleChunk = (h: ChunkHeader) => chunk(h, [{ index: 0, delta: { role
 
 /** A piece of text. */
 export const deltaChunk = (h: ChunkHeader, text: string) => chunk(h, [{ index: 0, delta: { content: text }, finish_reason: null, logprobs: null }])
+
+/** A piece of a tool call (OpenAI's delta shape: id, type and name on a call's first piece). */
+export const toolCallChunk = (
+  h: ChunkHeader,
+  d: { readonly index: number; readonly id?: string | undefined; readonly name?: string | undefined; readonly arguments: string }
+) =>
+  chunk(h, [{
+    index: 0,
+    delta: {
+      tool_calls: [{
+        index: d.index,
+        ...(d.id === undefined ? {} : { id: d.id, type: "function" as const }),
+        function: { ...(d.name === undefined ? {} : { name: d.name }), arguments: d.arguments }
+      }]
+    },
+    finish_reason: null,
+    logprobs: null
+  }])
 
 /**
  * The closing chunks: `finish_reason` with the gateway metadata (and the usage, unless a separate

@@ -35,7 +35,7 @@ export const encode = (
         e._tag === "Delta"
           ? (e.text === "" ? [] : [event(Convert.deltaChunk(header, e.text))])
           : e._tag === "ToolCallDelta"
-          ? []
+          ? [event(Convert.toolCallChunk(header, e))]
           : Convert.finalChunks(header, e.response).map(event)
       )
     )),

@@ -140,8 +140,17 @@ export const environmentOverrides: ReadonlyArray<{ readonly name: string; readon
   { name: "AWS_ACCESS_KEY_ID", path: ["providers", "bedrock", "access_key_id"], parse: text },
   { name: "AWS_SECRET_ACCESS_KEY", path: ["providers", "bedrock", "secret_access_key"], parse: text },
   { name: "AWS_SESSION_TOKEN", path: ["providers", "bedrock", "session_token"], parse: text },
-  { name: "BEDROCK_ENDPOINT", path: ["providers", "bedrock", "endpoint"], parse: text }
+  { name: "BEDROCK_ENDPOINT", path: ["providers", "bedrock", "endpoint"], parse: text },
+  { name: "OPENAI_API_KEY", path: ["providers", "openai", "api_key"], parse: text },
+  { name: "OPENAI_BASE_URL", path: ["providers", "openai", "base_url"], parse: text },
+  { name: "ANTHROPIC_API_KEY", path: ["providers", "anthropic", "api_key"], parse: text },
+  { name: "ANTHROPIC_BASE_URL", path: ["providers", "anthropic", "base_url"], parse: text },
+  { name: "MLFLOW_GATEWAY_URL", path: ["providers", "mlflow", "gateway_url"], parse: text },
+  { name: "REDIS_URL", path: ["storage", "redis_url"], parse: text }
 ]
+
+/** Provider names that belong to built-in adapters (an `openai_compatible` entry may not take one). */
+export const builtInProviders: ReadonlyArray<string> = ["mock", "bedrock", "openai", "anthropic", "mlflow"]
 
 /** Variables that point the AWS SDK's default credential chain at credentials without static keys. */
 const chainCredentialVariables = [
@@ -228,6 +237,11 @@ export const resolve = (raw: unknown, env: Env, file?: string): Either.Either<Om
     }
   }
 
+  // A Redis URL without an explicit cache choice means: cache in Redis.
+  if (getIn(input, ["storage", "redis_url"]) !== undefined && getIn(input, ["storage", "cache"]) === undefined) {
+    setIn(input, ["storage", "cache"], "redis")
+  }
+
   const decoded = Schema.decodeUnknownEither(Config.GatewayConfig, { onExcessProperty: "error", errors: "all" })(input)
   if (Either.isLeft(decoded)) {
     problems.push(...formatAll(decoded.left, Config.GatewayConfig.ast, (path) => fromEnv.get(formatPath(path))))
@@ -236,6 +250,15 @@ export const resolve = (raw: unknown, env: Env, file?: string): Either.Either<Om
     return Either.left(ConfigError.of(`invalid ${where}:`, problems))
   }
   const config = decoded.right
+  for (const name of Object.keys(config.providers.openai_compatible)) {
+    if (builtInProviders.includes(name)) {
+      problems.push(`providers.openai_compatible.${name}: '${name}' is a built-in provider's name; give the server another name (e.g. 'ollama', 'vllm')`)
+    }
+  }
+  if (config.storage.cache === "redis" && config.storage.redis_url === undefined) {
+    problems.push("storage.cache: 'redis' needs storage.redis_url (or REDIS_URL)")
+  }
+  if (problems.length > 0) return Either.left(ConfigError.of(`invalid ${where}:`, problems))
   const notes: Array<string> = []
   if (defaultProviderImplicit) {
     notes.push(

@@ -2,9 +2,11 @@
  * Errors as the API renders them: `{"error": {"type", "message", "request_id", …}}` with the HTTP
  * status the error carries — the shape OpenAI clients parse (`type`, `message`, `param`, `code`).
  */
+import { STATUS_CODES } from "node:http"
+import type { Duplex } from "node:stream"
 import { HttpServerResponse } from "@effect/platform"
 import { Schema } from "effect"
-import { Errors } from "@tidyllm/core"
+import { Errors, Ids } from "@tidyllm/core"
 import type { WorkflowOptimizerGateway } from "@tidyllm/workflow-optimizer"
 
 /** The request body is larger than `server.max_body_bytes`. */
@@ -71,3 +73,48 @@ export const errorBody = (e: ApiFailure, requestId: string): { readonly error: R
 /** The HTTP response of an error. */
 export const errorResponse = (e: ApiFailure, requestId: string): HttpServerResponse.HttpServerResponse =>
   HttpServerResponse.unsafeJson(errorBody(e, requestId), { status: e.status })
+
+/** Status, `error.type` and message of the errors Node's HTTP parser raises before a request reaches the app. */
+const clientErrorOf = (code: string | undefined): readonly [number, string, string] => {
+  switch (code) {
+    case "HPE_HEADER_OVERFLOW":
+      return [431, "request_too_large", "the request headers are larger than the server accepts"]
+    case "ERR_HTTP_REQUEST_TIMEOUT":
+      return [408, "request_timeout", "the request was not received in time"]
+    case "HPE_INVALID_HEADER_TOKEN":
+    case "HPE_LF_EXPECTED":
+    case "HPE_CR_EXPECTED":
+    case "HPE_UNEXPECTED_CONTENT_LENGTH":
+    case "HPE_INVALID_TRANSFER_ENCODING":
+      return [400, "invalid_request_error", "a request header is not valid HTTP: header names are tokens, and values may not hold control characters (CR, LF, NUL, …)"]
+    case "HPE_INVALID_METHOD":
+    case "HPE_INVALID_URL":
+    case "HPE_INVALID_VERSION":
+      return [400, "invalid_request_error", "the request line is not valid HTTP: a method, a target of printable ASCII (percent-encode the rest), and HTTP/1.x"]
+    default:
+      return [400, "invalid_request_error", "the request is not valid HTTP"]
+  }
+}
+
+/**
+ * The `clientError` listener of the Node server: a request its parser refuses (a control
+ * character in a header, a malformed request line, headers too large) is answered with the JSON
+ * error envelope and a fresh request id instead of Node's bare `400 Bad Request`, then the
+ * connection is closed. Nothing of the request is echoed. No audit row is written: no request
+ * was read.
+ */
+export const onClientError = (error: Error & { readonly code?: string | undefined }, socket: Duplex): void => {
+  // As Node does: answer only when nothing of a response has gone out on this connection.
+  const inFlight = (socket as Duplex & { readonly _httpMessage?: { readonly headersSent?: boolean } | null })._httpMessage
+  if (error.code === "ECONNRESET" || !socket.writable || inFlight?.headersSent === true) {
+    socket.destroy()
+    return
+  }
+  const [status, type, message] = clientErrorOf(error.code)
+  const requestId = Ids.randomUuid()
+  const body = JSON.stringify({ error: { type, message, request_id: requestId, param: null, code: error.code ?? null } })
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Bad Request"}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+      `x-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`
+  )
+}

@@ -1,7 +1,7 @@
 /** Per-request context the handlers share: the request id, the caller, the out-of-band reason. */
 import type { HttpServerRequest } from "@effect/platform"
-import { FiberRef } from "effect"
-import { Ids } from "@tidyllm/core"
+import { Effect, FiberRef } from "effect"
+import { Errors, Ids } from "@tidyllm/core"
 import type { Caller, LlmRequest } from "@tidyllm/core"
 import { WorkflowOptimizerGateway } from "@tidyllm/workflow-optimizer"
 
@@ -10,13 +10,50 @@ export const currentRequestId: FiberRef.FiberRef<string> = FiberRef.unsafeMake("
 
 const acceptable = /^[A-Za-z0-9._:@/+=-]{1,128}$/
 
-/** The client's `x-request-id` when it is a sensible token, else a new UUID. */
+/** The client's `x-request-id` when it is a sensible token, else a new UUID (so it is safe to echo in a header). */
 export const requestIdFrom = (header: string | undefined): string =>
   header !== undefined && acceptable.test(header) ? header : Ids.randomUuid()
 
+/** The headers that name the caller and the reason; they end up in audit rows and log lines. */
+export const identityHeaders: ReadonlyArray<string> = ["x-tidyllm-user", "x-tidyllm-team", "x-tidyllm-role", "x-tidyllm-reason"]
+
+/** The longest value an identity header may have. */
+export const MAX_IDENTITY_HEADER = 256
+
+/**
+ * What is wrong with an identity header's value, or undefined. Node's parser already refuses CR,
+ * LF and NUL; what reaches here may still hold other control characters (tab) or bytes above
+ * 0x7F, which Node reads as Latin-1 — a UTF-8 name would be stored garbled, so only printable
+ * ASCII is taken.
+ */
+const headerProblem = (name: string, value: string): string | undefined => {
+  if (value.length > MAX_IDENTITY_HEADER) {
+    return `header ${name} is ${value.length} characters long; at most ${MAX_IDENTITY_HEADER}${name === "x-tidyllm-reason" ? " (send a longer reason in the body's 'reason')" : ""}`
+  }
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i)
+    if (c < 0x20 || c === 0x7f) return `header ${name} contains a control character (U+${c.toString(16).toUpperCase().padStart(4, "0")}) at index ${i}`
+    if (c > 0x7e) {
+      return `header ${name} contains a byte outside printable ASCII (0x${c.toString(16).toUpperCase()}) at index ${i}; header values are ASCII${name === "x-tidyllm-reason" ? " (send a non-ASCII reason in the body's 'reason')" : ""}`
+    }
+  }
+  return undefined
+}
+
+/** A 400 naming the first identity header whose value is not acceptable (control characters, non-ASCII, longer than 256). */
+export const checkHeaders = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<void, Errors.InvalidRequest> => {
+  for (const name of identityHeaders) {
+    const value = request.headers[name]?.trim()
+    const problem = value === undefined ? undefined : headerProblem(name, value)
+    if (problem !== undefined) return Effect.fail(new Errors.InvalidRequest({ message: problem, field: name }))
+  }
+  return Effect.void
+}
+
+/** An identity header's value; an unacceptable one is left out, so it never reaches an audit row or a log (see {@link checkHeaders}). */
 const header = (request: HttpServerRequest.HttpServerRequest, name: string): string | undefined => {
   const value = request.headers[name]?.trim()
-  return value === undefined || value === "" ? undefined : value
+  return value === undefined || value === "" || headerProblem(name, value) !== undefined ? undefined : value
 }
 
 /**
@@ -38,9 +75,15 @@ export const callContext = (request: HttpServerRequest.HttpServerRequest, reques
 
 /**
  * The gateway #3 call context: the call context plus the caller's role (`x-tidyllm-role`,
- * default `user`), which flow-agreement decisions check. Trusted as given until API keys carry roles.
+ * default `user`), which flow-agreement decisions check. Trusted as given until API keys carry
+ * roles. Fails with {@link checkHeaders}' 400 when an identity header is not acceptable: an
+ * approval must not silently become anonymous.
  */
-export const workflowContext = (request: HttpServerRequest.HttpServerRequest, requestId: string): WorkflowOptimizerGateway.CallContext => ({
-  ...callContext(request, requestId),
-  role: header(request, "x-tidyllm-role") ?? WorkflowOptimizerGateway.DEFAULT_ROLE
-})
+export const workflowContext = (
+  request: HttpServerRequest.HttpServerRequest,
+  requestId: string
+): Effect.Effect<WorkflowOptimizerGateway.CallContext, Errors.InvalidRequest> =>
+  Effect.as(checkHeaders(request), {
+    ...callContext(request, requestId),
+    role: header(request, "x-tidyllm-role") ?? WorkflowOptimizerGateway.DEFAULT_ROLE
+  })

@@ -13,12 +13,26 @@ export interface PathIssue {
   readonly message: string
 }
 
-/** `corporate_llm.budget_limit_daily_usd`, `messages[0].content`, `(root)`. */
+// Control characters and unpaired surrogates: what a message must not carry verbatim (a log line, a text column).
+// eslint-disable-next-line no-control-regex
+const unprintable = /[\u0000-\u001f\u007f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g
+const MAX_SEGMENT = 64
+
+/**
+ * A client-given name as a message may show it: control characters and unpaired surrogates as
+ * `\uXXXX` escapes, and at most 64 characters.
+ */
+export const printable = (name: string): string => {
+  const short = name.length > MAX_SEGMENT ? `${name.slice(0, MAX_SEGMENT - 3)}...` : name
+  return short.replace(unprintable, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)
+}
+
+/** `corporate_llm.budget_limit_daily_usd`, `messages[0].content`, `(root)`; keys made {@link printable}. */
 export const formatPath = (path: ReadonlyArray<PropertyKey>): string => {
   let out = ""
   for (const segment of path) {
     if (typeof segment === "number") out += `[${segment}]`
-    else out += out === "" ? String(segment) : `.${String(segment)}`
+    else out += out === "" ? printable(String(segment)) : `.${printable(String(segment))}`
   }
   return out === "" ? "(root)" : out
 }

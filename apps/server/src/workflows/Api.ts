@@ -4,6 +4,7 @@
  */
 import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
+import { UnifiedSessionManager } from "@tidyllm/session-manager"
 import { WorkflowOptimizerGateway } from "@tidyllm/workflow-optimizer"
 import { ErrorBody } from "../http/Errors.js"
 
@@ -43,7 +44,15 @@ export const WorkflowList = Schema.Struct({
   workflows: Schema.Array(Schema.Struct({ workflow_id: Schema.String, versions: Schema.Array(Schema.Number), current: Schema.NullOr(Schema.Number) }))
 })
 
-const IdPath = Schema.Struct({ id: Schema.String })
+/**
+ * A workflow id in a path or a query, checked before any handler: an id the store would refuse
+ * anyway, and a NUL (`%00`) never reaches an audit row the database cannot take.
+ */
+export const WorkflowId = Schema.String.pipe(Schema.pattern(UnifiedSessionManager.WORKFLOW_ID, {
+  message: () => "a workflow id is 1-128 letters, digits, '.', '_' or '-', not starting with '.'"
+}))
+
+const IdPath = Schema.Struct({ id: WorkflowId })
 
 const operation = <N extends "validate" | "analyze" | "optimize">(name: N, summary: string) =>
   HttpApiEndpoint.post(name, `/v1/workflows/${name}`)

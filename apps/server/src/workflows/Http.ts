@@ -39,7 +39,7 @@ export const WorkflowsHttp = HttpApiBuilder.group(Api, "workflows", (handlers) =
         respond((requestId) =>
           readJson(request, maxBody).pipe(
             Effect.flatMap(decodeBody),
-            Effect.flatMap((body) => gw3.process({ ...body, operation: op }, workflowContext(request, requestId)))
+            Effect.flatMap((body) => Effect.flatMap(workflowContext(request, requestId), (context) => gw3.process({ ...body, operation: op }, context)))
           ))
 
     return handlers
@@ -50,12 +50,13 @@ export const WorkflowsHttp = HttpApiBuilder.group(Api, "workflows", (handlers) =
         respond((requestId) =>
           Effect.gen(function*() {
             const { definition, reason } = storeBodyOf(yield* readJson(request, maxBody))
-            const context = workflowContext(request, requestId)
+            const context = yield* workflowContext(request, requestId)
             return yield* gw3.storeWorkflow(path.id, definition, { ...context, reason: context.reason ?? reason })
           }), 201))
       .handleRaw("get", ({ path, request, urlParams }) =>
-        respond((requestId) => gw3.getWorkflow(path.id, urlParams.version, workflowContext(request, requestId))))
+        respond((requestId) => Effect.flatMap(workflowContext(request, requestId), (context) => gw3.getWorkflow(path.id, urlParams.version, context))))
       .handleRaw("list", ({ request }) =>
-        respond((requestId) => Effect.map(gw3.listWorkflows(workflowContext(request, requestId)), (workflows) => ({ workflows }))))
+        respond((requestId) =>
+          Effect.flatMap(workflowContext(request, requestId), (context) => Effect.map(gw3.listWorkflows(context), (workflows) => ({ workflows })))))
   })
 )
