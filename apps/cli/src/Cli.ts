@@ -24,7 +24,7 @@ export const version = "0.1.0"
 
 /** The command tree. */
 export const command = root.pipe(
-  Command.withHandler(() => new UsageError({ message: "no command given: tidyllm [--config <file>] <serve|ask|migrate|diagnose|budget|audit tail|workflow|agreements> … (tidyllm --help lists them)" })),
+  Command.withHandler(() => new UsageError({ message: "no command given: tidyllm [--config <file>] <serve|ask|migrate|diagnose|budget|audit tail|query|purge|workflow|agreements> … (tidyllm --help lists them)" })),
   Command.withDescription("TidyLLM Gateway: a corporate LLM gateway with budgets, audit, caching and failover"),
   Command.withSubcommands([Serve.command, Ask.command, Migrate.command, Diagnose.command, Budget.command, Audit.command, Workflow.command, Agreements.command])
 )

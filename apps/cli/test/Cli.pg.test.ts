@@ -57,7 +57,7 @@ describe("tidyllm on Postgres", () => {
       const diagnose = yield* run(["diagnose", "--level", "2"])
       expect(diagnose.code).toBe(0)
       expect(diagnose.stdout).not.toContain("✗")
-      expect(diagnose.stdout.split("\n").at(-1)).toBe("all 11 checks passed")
+      expect(diagnose.stdout.split("\n").at(-1)).toBe("all 14 checks passed")
 
       const spent = nanos((JSON.parse((yield* run(["budget", "--json"])).stdout) as { spent_usd: string }).spent_usd)
       const ask = yield* run(["ask", "What is VaR?", "--reason", "cli pg test"])
