@@ -19,7 +19,7 @@ import type {
 import { Errors, type LlmRequest, type Usage } from "@tidyllm/core"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
 import { Effect, Either, Option, Predicate, Redacted, Stream, type Scope } from "effect"
-import { connectionCodes, connectionMessage, kindByStatus, stringProperty } from "./internal/errors.js"
+import { causeChain, connectionCodes, connectionMessage, kindByStatus, socketCodes, stringProperty, timeoutCodes } from "./internal/errors.js"
 
 /** Adapter options the app decides. */
 export interface Options {
@@ -57,22 +57,7 @@ const kindByApiType: ReadonlyMap<string, Errors.ProviderErrorKind> = new Map<str
   ["not_found_error", "not_found"]
 ])
 
-/** undici's codes (Node's `fetch`, under the SDK) beside the socket's own. */
-const timeoutCodes: ReadonlySet<string> = new Set([
-  "ETIMEDOUT", "UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT"
-])
-const socketCodes: ReadonlySet<string> = new Set(["UND_ERR_SOCKET", "UND_ERR_CLOSED"])
 
-/** The error and its causes, outermost first: `fetch` hides the socket's code two levels down. */
-const causeChain = (error: unknown): ReadonlyArray<unknown> => {
-  const chain: Array<unknown> = []
-  let current: unknown = error
-  while (current !== undefined && current !== null && chain.length < 5 && !chain.includes(current)) {
-    chain.push(current)
-    current = Predicate.hasProperty(current, "cause") ? current.cause : undefined
-  }
-  return chain
-}
 
 /** The kind a broken transport shows, by the codes and messages along the cause chain. */
 const transportKind = (chain: ReadonlyArray<unknown>): Errors.ProviderErrorKind | undefined => {

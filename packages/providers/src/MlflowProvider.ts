@@ -9,7 +9,7 @@
 import { Errors, type LlmRequest, type Usage } from "@tidyllm/core"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
 import { Duration, Effect, Either, Option, ParseResult, Predicate, Redacted, Schema, Stream, type Scope } from "effect"
-import { connectionCodes, connectionMessage, kindByStatus, stringProperty } from "./internal/errors.js"
+import { causeChain, connectionCodes, connectionMessage, kindByStatus, socketCodes, stringProperty, timeoutCodes } from "./internal/errors.js"
 
 /** Adapter options the app decides. */
 export interface Options {
@@ -50,22 +50,7 @@ const kindByErrorCode: ReadonlyMap<string, Errors.ProviderErrorKind> = new Map<s
   ["ENDPOINT_NOT_FOUND", "not_found"]
 ])
 
-const timeoutCodes: ReadonlySet<string> = new Set([
-  "ETIMEDOUT", "UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT"
-])
-/** undici's codes (Node's `fetch`) for a socket closed under it. */
-const socketCodes: ReadonlySet<string> = new Set(["UND_ERR_SOCKET", "UND_ERR_CLOSED"])
 
-/** The error and its causes, outermost first: `fetch failed` hides the socket's code in `cause`. */
-const causeChain = (error: unknown): ReadonlyArray<unknown> => {
-  const chain: Array<unknown> = []
-  let current: unknown = error
-  while (current !== undefined && current !== null && chain.length < 5 && !chain.includes(current)) {
-    chain.push(current)
-    current = Predicate.hasProperty(current, "cause") ? current.cause : undefined
-  }
-  return chain
-}
 
 const providerError = (
   context: ErrorContext,

@@ -7,7 +7,7 @@ import { Errors, type LlmRequest, type Usage } from "@tidyllm/core"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
 import { Effect, Either, Option, Predicate, Redacted, Ref, Stream, type Scope } from "effect"
 import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError, OpenAI } from "openai"
-import { connectionCodes, connectionMessage, kindByStatus, stringProperty } from "./internal/errors.js"
+import { causeChain, connectionCodes, connectionMessage, kindByStatus, socketCodes, stringProperty } from "./internal/errors.js"
 
 /** Adapter options the app decides. */
 export interface Options {
@@ -51,19 +51,7 @@ const kindByType: ReadonlyMap<string, Errors.ProviderErrorKind> = new Map<string
 
 const labelOf = (provider: string): string => (provider === "openai" ? "OpenAI" : provider)
 
-/** The error and its causes, outermost first (undici hides the socket's error two causes deep). */
-const causeChain = (error: unknown): ReadonlyArray<unknown> => {
-  const chain: Array<unknown> = []
-  let current: unknown = error
-  while (current !== undefined && current !== null && chain.length < 5 && !chain.includes(current)) {
-    chain.push(current)
-    current = Predicate.hasProperty(current, "cause") ? current.cause : undefined
-  }
-  return chain
-}
-
-/** undici's codes and words for a connection the other side closed mid-answer. */
-const cutCodes: ReadonlySet<string> = new Set(["UND_ERR_SOCKET", "UND_ERR_CLOSED"])
+/** undici's words for a connection the other side closed mid-answer. */
 const cutMessage = /^terminated$|other side closed|socket hang up/i
 
 // `instanceof` alone narrows to `APIError<any, any, any>`.
@@ -103,7 +91,7 @@ export const toProviderError = (error: unknown, context: ErrorContext): Errors.P
   const message = messages.length === 0
     ? String(error)
     : messages.map((m, i) => (i < messages.length - 1 ? m.replace(/\.$/, "") : m)).join(": ")
-  const brokenConnection = codes.some((code) => connectionCodes.has(code) || cutCodes.has(code)) ||
+  const brokenConnection = codes.some((code) => connectionCodes.has(code) || socketCodes.has(code)) ||
     messages.some((m) => connectionMessage.test(m) || cutMessage.test(m))
   const name = stringProperty(error, "name")
   let kind: Errors.ProviderErrorKind

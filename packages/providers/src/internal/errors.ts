@@ -25,3 +25,22 @@ export const connectionMessage = /socket hang up|protocol error|ECONNRESET|ECONN
 export const stringProperty = (u: unknown, key: string): string | undefined =>
   Predicate.hasProperty(u, key) && typeof u[key] === "string" ? u[key] : undefined
 
+
+/** undici's codes (Node's `fetch`, under the HTTP SDKs) for a timed-out exchange, beside the socket's own. */
+export const timeoutCodes: ReadonlySet<string> = new Set([
+  "ETIMEDOUT", "UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT"
+])
+
+/** undici's codes for a socket the other side closed under a request. */
+export const socketCodes: ReadonlySet<string> = new Set(["UND_ERR_SOCKET", "UND_ERR_CLOSED"])
+
+/** The error and its causes, outermost first: `fetch failed` hides the socket's code one or two causes deep. */
+export const causeChain = (error: unknown): ReadonlyArray<unknown> => {
+  const chain: Array<unknown> = []
+  let current: unknown = error
+  while (current !== undefined && current !== null && chain.length < 5 && !chain.includes(current)) {
+    chain.push(current)
+    current = Predicate.hasProperty(current, "cause") ? current.cause : undefined
+  }
+  return chain
+}
