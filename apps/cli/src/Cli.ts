@@ -14,6 +14,7 @@ import * as Ask from "./commands/Ask.js"
 import * as Audit from "./commands/Audit.js"
 import * as Budget from "./commands/Budget.js"
 import * as Diagnose from "./commands/Diagnose.js"
+import * as Keys from "./commands/Keys.js"
 import * as Migrate from "./commands/Migrate.js"
 import * as Serve from "./commands/Serve.js"
 import * as Workflow from "./commands/Workflow.js"
@@ -24,9 +25,9 @@ export const version = "0.1.0"
 
 /** The command tree. */
 export const command = root.pipe(
-  Command.withHandler(() => new UsageError({ message: "no command given: tidyllm [--config <file>] <serve|ask|migrate|diagnose|budget|audit tail|query|purge|workflow|agreements> … (tidyllm --help lists them)" })),
+  Command.withHandler(() => new UsageError({ message: "no command given: tidyllm [--config <file>] <serve|ask|migrate|diagnose|budget|keys create|list|revoke|audit tail|query|purge|workflow|agreements> … (tidyllm --help lists them)" })),
   Command.withDescription("TidyLLM Gateway: a corporate LLM gateway with budgets, audit, caching and failover"),
-  Command.withSubcommands([Serve.command, Ask.command, Migrate.command, Diagnose.command, Budget.command, Audit.command, Workflow.command, Agreements.command])
+  Command.withSubcommands([Serve.command, Ask.command, Migrate.command, Diagnose.command, Budget.command, Keys.command, Audit.command, Workflow.command, Agreements.command])
 )
 
 const cli = Command.run(command, { name: "tidyllm", version })

@@ -18,6 +18,18 @@ const nanos = (usd: string) => {
   return Number(whole) * 1e9 + Number(frac.padEnd(9, "0"))
 }
 
+/** What `budget --json` prints (the body of GET /v1/budget). */
+interface BudgetJson {
+  readonly budgets: ReadonlyArray<{ scope: string; period: string; spent_usd: string; reserved_usd: string; limit_usd: string; remaining_usd: string }>
+}
+
+/** The global daily budget of a `budget --json` output. */
+const globalDay = (stdout: string) => {
+  const b = (JSON.parse(stdout) as BudgetJson).budgets.find((x) => x.scope === "global" && x.period === "day")
+  if (b === undefined) throw new Error(`no global daily budget in ${stdout}`)
+  return b
+}
+
 describe("tidyllm migrate", () => {
   it.live("applies the migrations once, then says the schema is up to date", () =>
     Effect.gen(function*() {
@@ -71,7 +83,7 @@ describe("tidyllm ask, audit tail, budget", () => {
 
   it.live("budget shows today's spend: the sum of what the asks cost", () =>
     Effect.gen(function*() {
-      const before = JSON.parse((yield* s.run(["budget", "--json"])).stdout) as { spent_usd: string }
+      const before = globalDay((yield* s.run(["budget", "--json"])).stdout)
       const ask = yield* s.run(["ask", "Explain CVaR", "--reason", "cli test: budget", "--max-tokens", "50", "--json"])
       expect(ask.code).toBe(0)
       const response = JSON.parse(ask.stdout) as { status: string; metadata: { cost_usd: string; mock: boolean; cache_hit: boolean } }
@@ -81,18 +93,20 @@ describe("tidyllm ask, audit tail, budget", () => {
 
       const after = yield* s.run(["budget", "--json"])
       expect(after.code).toBe(0)
-      const b = JSON.parse(after.stdout) as { scope: string; spent_usd: string; reserved_usd: string; limit_usd: string; remaining_usd: string }
-      expect(b.scope).toBe("global")
+      const budgets = (JSON.parse(after.stdout) as BudgetJson).budgets
+      // The defaults set only the global daily budget.
+      expect(budgets.map((x) => `${x.scope}@${x.period}`)).toEqual(["global@day"])
+      const b = globalDay(after.stdout)
       expect(nanos(b.spent_usd)).toBe(nanos(before.spent_usd) + cost)
       expect(nanos(b.reserved_usd)).toBe(0)
       expect(nanos(b.remaining_usd)).toBe(nanos(b.limit_usd) - nanos(b.spent_usd))
 
       const human = yield* s.run(["budget"])
       expect(human.code).toBe(0)
-      expect(human.stdout).toMatch(/^budget global · day \d{4}-\d{2}-\d{2} \(UTC\)$/m)
-      expect(human.stdout).toMatch(/^ {2}spent {6}\$0\.0\d+$/m)
-      expect(human.stdout).toMatch(/^ {2}limit {6}\$100\.00/m)
-      expect(human.stdout).toMatch(/^ {2}used {7}<0\.01 %$/m)
+      const [header, ...rows] = human.stdout.split("\n")
+      expect(header).toMatch(/^scope +period +period start +limit +spent +reserved +remaining +used$/)
+      expect(rows).toHaveLength(1)
+      expect(rows[0]).toMatch(/^global +day +\d{4}-\d{2}-\d{2} +\$100\.00 +\$0\.0\d+ +\$0\.00 +\$99\.9\d+ +<0\.01 %$/)
     }), slow)
 
   it.live("ask without --reason fails with a usage error naming the reason, and sends nothing", () =>

@@ -16,13 +16,14 @@ import { Context, Duration, Effect, Layer, Option, Redacted, Ref, Schema } from 
 import type { Scope } from "effect"
 import { AiProcessingGateway, ResponseCache } from "@tidyllm/ai-processing"
 import { Config, Ids, ModelCatalog } from "@tidyllm/core"
-import { AuditLog, BudgetLedger, BudgetSlices, CorporateLlmGateway, LlmProviders, MockProvider } from "@tidyllm/corporate-llm"
+import { ApiKeys, AuditLog, BudgetLedger, BudgetSlices, CorporateLlmGateway, LlmProviders, MockProvider, RateLimits } from "@tidyllm/corporate-llm"
 import { AgreementStore } from "@tidyllm/heiros"
 import { AnthropicProvider, BedrockProvider, MlflowProvider, OpenAiProvider } from "@tidyllm/providers"
 import { ObjectStore, UnifiedSessionManager, WorkflowAudit } from "@tidyllm/session-manager"
 import { FileResponseCache, LocalObjectStore, RedisResponseCache, S3ObjectStore } from "@tidyllm/store-objects"
-import { Migrator, PgAgreementStore, PgAuditLog, PgBudgetLedger, PgClient, PgliteClient, PgWorkflowAudit } from "@tidyllm/store-pg"
+import { Migrator, PgAgreementStore, PgApiKeys, PgAuditLog, PgBudgetLedger, PgClient, PgliteClient, PgRateLimiterStore, PgWorkflowAudit } from "@tidyllm/store-pg"
 import { WorkflowOptimizerGateway } from "@tidyllm/workflow-optimizer"
+import * as RateLimiter from "./auth/RateLimiter.js"
 import { ConfigError, type AwsCredentials } from "./config/Load.js"
 
 /** The validated configuration the services were built from. */
@@ -254,7 +255,10 @@ export const store = (config: Config.GatewayConfig, options: Options = {}): Laye
     PgAuditLog.layer({ durability: config.corporate_llm.audit_durability }),
     ledger,
     PgWorkflowAudit.layer(),
-    PgAgreementStore.layer
+    PgAgreementStore.layer,
+    PgApiKeys.layer,
+    // Rate limits shared by every replica: in Redis when configured, else in the database.
+    RateLimiter.layer.pipe(Layer.provide(RateLimiter.store(config, PgRateLimiterStore.layer)))
   )
   return ports.pipe(Layer.provideMerge(readiness), Layer.provideMerge(sqlClient(config)))
 }
@@ -265,6 +269,8 @@ export type StorePorts =
   | BudgetLedger.BudgetLedger
   | WorkflowAudit.WorkflowAudit
   | AgreementStore.AgreementStore
+  | ApiKeys.ApiKeys
+  | RateLimits.RateLimits
   | Readiness
 
 /** The services of the gateway chain, as the server and the CLI use them. */
@@ -341,6 +347,8 @@ export const storeMemory: Layer.Layer<StorePorts> = Layer.mergeAll(
   BudgetLedger.layerMemory,
   WorkflowAudit.layerMemory,
   AgreementStore.layerMemory,
+  ApiKeys.layerMemory,
+  RateLimits.layerMemory,
   Layer.succeed(Readiness, {
     engine: "memory",
     check: Effect.succeed<ReadinessReport>({ ready: true, engine: "memory", migrated: true, database: true, detail: "in-memory store (nothing is persisted)" })

@@ -12,10 +12,14 @@ import type { Config } from "@tidyllm/core"
 import { AgreementsHttp } from "./agreements/Http.js"
 import { Api } from "./Api.js"
 import { AuditHttp } from "./audit/Http.js"
+import { BudgetHttp } from "./budget/Http.js"
+import * as Auth from "./auth/Auth.js"
+import type { ConfigError } from "./config/Load.js"
 import { ChatHttp } from "./chat/Http.js"
 import { EmbeddingsHttp } from "./embeddings/Http.js"
 import { GatewayHttp } from "./gateway/Http.js"
 import { HealthHttp } from "./health/Http.js"
+import { KeysHttp } from "./keys/Http.js"
 import { onClientError } from "./http/Errors.js"
 import { ApiMiddleware } from "./http/Middleware.js"
 import * as Layers from "./Layers.js"
@@ -37,7 +41,7 @@ export interface Options extends Layers.Options {
 }
 
 /** The API's handlers, OpenAPI document and middleware: an HTTP app needing the gateway services. */
-export const ApiLive = HttpApiBuilder.api(Api).pipe(Layer.provide([ChatHttp, EmbeddingsHttp, GatewayHttp, ModelsHttp, WorkflowsHttp, AgreementsHttp, AuditHttp, HealthHttp, MetricsHttp]))
+export const ApiLive = HttpApiBuilder.api(Api).pipe(Layer.provide([ChatHttp, EmbeddingsHttp, GatewayHttp, ModelsHttp, WorkflowsHttp, AgreementsHttp, AuditHttp, BudgetHttp, KeysHttp, HealthHttp, MetricsHttp]))
 
 /** The routes served on an `HttpServer`. */
 export const HttpLive = HttpApiBuilder.serve().pipe(
@@ -62,7 +66,7 @@ export const layerWith = <E>(
   config: Config.GatewayConfig,
   servicesLayer: Layer.Layer<Layers.Services, E>,
   options: Options = {}
-): Layer.Layer<Layers.Services | HttpServer.HttpServer, E | ServeError> =>
+): Layer.Layer<Layers.Services | HttpServer.HttpServer, E | ServeError | ConfigError> =>
   Layer.flatMap(servicesLayer, (services) => {
     let nodeServer: NodeServer | undefined
     const listener = NodeHttpServer.layer(() => (nodeServer = createServer().on("clientError", onClientError)), { host: config.server.host, port: config.server.port })
@@ -76,8 +80,10 @@ export const layerWith = <E>(
         })))
       )
     }))
+    const auth = Auth.layer(config.server)
     const announce = Layer.effectDiscard(Effect.gen(function*() {
       const server = yield* HttpServer.HttpServer
+      const mode = yield* (yield* Auth.Auth).mode
       const address = server.address._tag === "TcpAddress" ? `http://${server.address.hostname}:${server.address.port}` : server.address.path
       yield* Effect.logInfo(`TidyLLM Gateway listening on ${address} (OpenAPI docs at ${address}/docs)`)
       const provider = config.corporate_llm.default_provider
@@ -87,9 +93,18 @@ export const layerWith = <E>(
         yield* Effect.logInfo(`default provider: ${provider}${config.corporate_llm.fallback_provider === undefined ? "" : `, fallback: ${config.corporate_llm.fallback_provider}`}`)
       }
       yield* Effect.logInfo(`store: ${Layers.describeStore(config)}; response cache: ${config.ai_processing.enable_caching ? config.storage.cache : "off"}`)
+      if (mode === "open") {
+        yield* Effect.logWarning(
+          `OPEN MODE: no API keys exist, so requests are not authenticated and x-tidyllm-user/team/role are taken as given. ` +
+            `Allowed only on a loopback address (${config.server.host}). Create a key (POST /v1/keys or \`tidyllm keys create --role admin\`) or set TIDYLLM_ADMIN_KEY to require keys.`
+        )
+      } else {
+        yield* Effect.logInfo(`authentication: API keys (Authorization: Bearer)${config.server.admin_key === undefined ? "" : "; bootstrap admin key from server.admin_key / TIDYLLM_ADMIN_KEY"}`)
+      }
       for (const note of options.notes ?? []) yield* Effect.logInfo(note)
-    }))
-    const routes = options.tracing === true ? HttpLive : HttpMiddleware.withTracerDisabledWhen(HttpLive, () => true)
+    })).pipe(Layer.provide(auth))
+    const http = HttpLive.pipe(Layer.provide(auth))
+    const routes = options.tracing === true ? http : HttpMiddleware.withTracerDisabledWhen(http, () => true)
     return Layer.mergeAll(routes, grace, announce).pipe(
       Layer.provideMerge(listener),
       Layer.provideMerge(Layer.succeedContext(services))

@@ -5,6 +5,7 @@ import { Context, Effect, Layer, Schema } from "effect"
 import type { Scope } from "effect"
 import { Config } from "@tidyllm/core"
 import type * as Layers from "./Layers.js"
+import type { ConfigError } from "./config/Load.js"
 import * as Server from "./Server.js"
 
 /** The base URL of the server under test, e.g. `http://127.0.0.1:41234`. */
@@ -40,7 +41,7 @@ export const layerWith = <E>(
   cfg: Config.GatewayConfig,
   services: Layer.Layer<Layers.Services, E>,
   options: Server.Options = {}
-): Layer.Layer<ServerUrl | Layers.Services | HttpServer.HttpServer, E | ServeError> =>
+): Layer.Layer<ServerUrl | Layers.Services | HttpServer.HttpServer, E | ServeError | ConfigError> =>
   Layer.effect(ServerUrl, HttpServer.addressFormattedWith(Effect.succeed)).pipe(
     Layer.provideMerge(Server.layerWith({ ...cfg, server: { ...cfg.server, host: "127.0.0.1", port: 0 } }, services, options))
   )

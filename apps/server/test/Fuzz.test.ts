@@ -2,7 +2,9 @@
  * Property-based fuzzing of every route of the running server (127.0.0.1, embedded PGlite, the
  * mock provider) over raw TCP: random JSON, valid requests with fields mutated to wrong types or
  * hostile values, deep nesting, long strings, NUL and unpaired surrogates, invalid UTF-8, random
- * identity and request-id headers, weird path ids and query strings (the audit query's filters too).
+ * identity, authorization and request-id headers, weird path ids and query strings (the audit
+ * query's filters too). The server runs in keys mode: most requests carry the bootstrap admin key
+ * or a team user's key, the rest a hostile or broken `Authorization` header.
  *
  * Properties: no 5xx, ever; every 4xx is the JSON error envelope with a type and a message; the
  * server still answers `/health/live` afterwards; every audit row decodes (the store's own schema)
@@ -33,7 +35,12 @@ const tempDir = Effect.acquireRelease(
   (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
 )
 
-const ServerLive = Layer.unwrapScoped(Effect.map(tempDir, (dir) => Testing.layer(Testing.config(dir))))
+const ADMIN = "bootstrap-admin-key-for-the-fuzz-test-0000000000000000"
+/** Stands for the team user's key, created once the server is up. */
+const USER_KEY = "<user key>"
+
+const ServerLive = Layer.unwrapScoped(Effect.map(tempDir, (dir) =>
+  Testing.layer(Testing.config(dir, { server: { admin_key: ADMIN }, corporate_llm: { teams: { fuzz: { budget_daily_usd: 50 } } } }))))
 
 // --- Values -------------------------------------------------------------------------------------
 
@@ -239,6 +246,18 @@ const queryOf = (...names: ReadonlyArray<string>): fc.Arbitrary<string> => {
 const queryString = queryOf("version", "workflow_id", "status", "limit")
 const auditQuery = queryOf("from", "to", "team", "key_id", "model", "provider", "status", "reason", "request_id", "limit", "cursor", "format")
 
+const keysQuery = queryOf("team", "include_revoked")
+const budgetQuery = queryOf("team", "key_id")
+
+/** The `Authorization` header: mostly a good key, else broken in the ways clients and attackers break it. */
+const authorization: fc.Arbitrary<string | Buffer | undefined> = fc.oneof(
+  { weight: 8, arbitrary: fc.constant(`Bearer ${ADMIN}`) },
+  { weight: 4, arbitrary: fc.constant(`Bearer ${USER_KEY}`) },
+  { weight: 1, arbitrary: fc.constant(undefined) },
+  { weight: 1, arbitrary: fc.constantFrom("Bearer", "Bearer ", "Basic YWxhZGRpbjpvcGVuc2VzYW1l", `Bearer ${ADMIN}x`, `bearer   ${ADMIN}`, `Bearer ${ADMIN} extra`, "Bearer tlk_0123456789abcdef_", `Bearer tlk_0123456789abcdef_${"A".repeat(43)}`, "Bearer ' OR 1=1 --") },
+  { weight: 1, arbitrary: headerValue.map((v) => (Buffer.isBuffer(v) ? Buffer.concat([Buffer.from("Bearer "), v]) : `Bearer ${v}`)) }
+)
+
 const target = (prefix: string, segment: string | Buffer, suffix = "") =>
   Buffer.isBuffer(segment) ? Buffer.concat([Buffer.from(prefix), segment, Buffer.from(suffix)]) : `${prefix}${segment}${suffix}`
 
@@ -251,6 +270,7 @@ interface FuzzCase {
   readonly headers: ReadonlyArray<readonly [string, string | Buffer]>
   /** A gateway #1/#2 route: a request the app read must leave an audit row. */
   readonly audited: boolean
+  readonly authorization?: string | Buffer | undefined
 }
 
 const post = (route: string, path: string, template: Json, audited: boolean): fc.Arbitrary<FuzzCase> =>
@@ -288,7 +308,20 @@ const routes: ReadonlyArray<readonly [number, fc.Arbitrary<FuzzCase>]> = [
   }).map(({ body, headers, method, path }) => ({ route: "other", method, target: path, body, headers, audited: false }))]
 ]
 
-const fuzzCase: fc.Arbitrary<FuzzCase> = fc.oneof(...routes.map(([weight, arbitrary]) => ({ arbitrary, weight })))
+const keyRoutes: ReadonlyArray<readonly [number, fc.Arbitrary<FuzzCase>]> = [
+  [2, post("POST /v1/keys", "/v1/keys", { role: "user", team: "fuzz", name: "fuzzed", expires_in_days: 30, budget_daily_usd: 1, requests_per_minute: 1000, tokens_per_minute: 1000000 }, false)],
+  [1, fc.record({ headers: identityHeaders, q: keysQuery })
+    .map(({ headers, q }) => ({ route: "GET /v1/keys", method: "GET", target: `/v1/keys${q}`, headers, audited: false }))],
+  [1, fc.record({ headers: identityHeaders, id: idSegment, method: fc.constantFrom("GET", "DELETE") })
+    .map(({ headers, id, method }) => ({ route: `${method} /v1/keys/:id`, method, target: target("/v1/keys/", id), headers, audited: false }))],
+  [1, fc.record({ headers: identityHeaders, q: budgetQuery })
+    .map(({ headers, q }) => ({ route: "GET /v1/budget", method: "GET", target: `/v1/budget${q}`, headers, audited: false }))]
+]
+
+const fuzzCase: fc.Arbitrary<FuzzCase> = fc.tuple(
+  fc.oneof(...[...routes, ...keyRoutes].map(([weight, arbitrary]) => ({ arbitrary, weight }))),
+  authorization
+).map(([c, auth]) => ({ ...c, authorization: auth }))
 
 // --- Checks -------------------------------------------------------------------------------------
 
@@ -301,6 +334,10 @@ layer(ServerLive, { excludeTestServices: true, timeout: "300 seconds" })("fuzzin
   it.effect("no 5xx, typed 4xx, the server stays up, audit rows and the budget stay consistent", () =>
     Effect.gen(function*() {
       const url = yield* Testing.ServerUrl
+      const created = yield* Effect.promise(() =>
+        send(url, { method: "POST", target: "/v1/keys", headers: [["authorization", `Bearer ${ADMIN}`], ["content-type", "application/json"]], body: JSON.stringify({ role: "user", team: "fuzz" }) }))
+      expect(created.status).toBe(201)
+      const userKey = (created.json as { secret: string }).secret
       let sent = 0
       const statuses = new Map<number, number>()
       const perRoute = new Map<string, number>()
@@ -311,7 +348,11 @@ layer(ServerLive, { excludeTestServices: true, timeout: "300 seconds" })("fuzzin
         const id = `fuzz-${++sent}`
         // A generated x-request-id (hostile or not) replaces ours; then the audit cross-check skips this one.
         const ownId = !c.headers.some(([name]) => name === "x-request-id")
-        const request: RawRequest = { method: c.method, target: c.target, body: c.body, headers: ownId ? [["x-request-id", id], ...c.headers] : c.headers }
+        const auth: ReadonlyArray<readonly [string, string | Buffer]> = c.authorization === undefined
+          ? []
+          : [["authorization", typeof c.authorization === "string" ? c.authorization.replace(USER_KEY, userKey) : c.authorization]]
+        const headers = [...auth, ...c.headers]
+        const request: RawRequest = { method: c.method, target: c.target, body: c.body, headers: ownId ? [["x-request-id", id], ...headers] : headers }
         const res = await send(url, request)
         statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1)
         perRoute.set(c.route, (perRoute.get(c.route) ?? 0) + 1)
@@ -324,7 +365,10 @@ layer(ServerLive, { excludeTestServices: true, timeout: "300 seconds" })("fuzzin
           expect(res.text).not.toContain("internal_error")
         }
         // The app read it (it echoes our id); Node's parser refusing it leaves no row, by design.
-        if (c.audited && ownId && res.headers["x-request-id"] === id) mustAudit.add(id)
+        // Refused before the app read it (no usable key, a role the route does not allow): no row, by design.
+        const error = (res.json as { error?: { type?: string; code?: string } } | undefined)?.error
+        const refusedAtTheDoor = error?.type === "authentication_error" || (error?.type === "permission_denied" && error.code === "role")
+        if (c.audited && ownId && res.headers["x-request-id"] === id && !refusedAtTheDoor) mustAudit.add(id)
         return res
       }
 

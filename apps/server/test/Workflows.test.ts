@@ -31,9 +31,10 @@ const request = (url: string, path: string, init: RequestInit = {}) =>
 const send = (method: string, url: string, path: string, body: unknown, headers: Record<string, string> = {}) =>
   request(url, path, { method, headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) })
 
+// No team header: these requests and the header-less reads beside them share the teamless namespace
+// (a caller with a team sees only its team's workflows and agreements).
 const user = (name: string, role?: string): Record<string, string> => ({
   "x-tidyllm-user": name,
-  "x-tidyllm-team": "platform",
   ...(role === undefined ? {} : { "x-tidyllm-role": role })
 })
 

@@ -70,11 +70,13 @@ export class AiProcessingGateway extends Context.Tag("@tidyllm/ai-processing/AiP
  * messages with their tool calls, tool-call ids and names, the tools offered, tool choice, response
  * format, seed and sampling parameters — and nothing that does not (reason, user, metadata, request
  * id, `use_cache`). Objects are serialised with sorted keys, so the key order of a tool's JSON
- * Schema does not split the cache.
+ * Schema does not split the cache. A caller's team is part of the key: one team's answers (and
+ * the fact that someone asked) are never served to another.
  */
-export const cacheKey = (backends: ReadonlyArray<string>, model: string, request: LlmRequest.AIRequest, maxTokens: number): string =>
+export const cacheKey = (backends: ReadonlyArray<string>, model: string, request: LlmRequest.AIRequest, maxTokens: number, team?: string  ): string =>
   createHash("sha256").update(canonicalJson({
     v: 2,
+    ...(team === undefined ? {} : { team }),
     backends,
     model,
     messages: LlmRequest.messagesOf(request).map((m) => ({
@@ -212,13 +214,13 @@ export const make = Effect.gen(function*() {
     )
 
   /** The cache lookup, if caching applies. */
-  const lookup = (request: LlmRequest.AIRequest, backends: ReadonlyArray<string>) =>
+  const lookup = (request: LlmRequest.AIRequest, backends: ReadonlyArray<string>, context: LlmRequest.CallContext) =>
     Effect.gen(function*() {
       if (!settings.enable_caching || request.use_cache === false) return Option.none<{ key: string; hit: Option.Option<ResponseCache.CachedResponse> }>()
       const resolved = yield* gw1.resolve({ ...request, provider: backends[0] ?? corporate.default_provider }).pipe(Effect.option)
       if (Option.isNone(resolved)) return Option.none()
       const maxTokens = request.max_tokens ?? Math.min(corporate.default_max_tokens, resolved.value.model.max_output_tokens)
-      const key = cacheKey(backends, resolved.value.model.id, request, maxTokens)
+      const key = cacheKey(backends, resolved.value.model.id, request, maxTokens, context.caller.team)
       const hit = yield* cacheGet(key)
       yield* Metrics.cacheLookup(Option.isSome(hit))
       return Option.some({ key, hit })
@@ -391,7 +393,7 @@ export const make = Effect.gen(function*() {
   const process = Effect.fn("AiProcessingGateway.process")(function*(request: LlmRequest.AIRequest, context: LlmRequest.CallContext) {
     const started = yield* Clock.currentTimeMillis
     const backends = backendsFor(request)
-    const cached = yield* lookup(request, backends)
+    const cached = yield* lookup(request, backends, context)
     if (Option.isSome(cached) && Option.isSome(cached.value.hit)) return yield* hitResponse(request, context, cached.value.hit.value, started)
     const result = yield* withFailover(request, context, backends, (backend, attempt) =>
       gw1.process({ ...request, provider: backend }, { ...context, timeout_ms, attempt })
@@ -416,7 +418,7 @@ export const make = Effect.gen(function*() {
     Stream.unwrapScoped(Effect.gen(function*() {
       const started = yield* Clock.currentTimeMillis
       const backends = backendsFor(request)
-      const cached = yield* lookup(request, backends)
+      const cached = yield* lookup(request, backends, context)
       if (Option.isSome(cached) && Option.isSome(cached.value.hit)) {
         return replay(yield* hitResponse(request, context, cached.value.hit.value, started))
       }

@@ -66,6 +66,8 @@ describe("cacheKey", () => {
     const variants: ReadonlyArray<readonly [string, string]> = [
       ["model", key(base, "claude-3-sonnet")],
       ["backends", key(base, "claude-3-haiku", 256, ["p1", "p2"])],
+      ["team", AiProcessingGateway.cacheKey(["p1"], "claude-3-haiku", base, 256, "alpha")],
+      ["another team", AiProcessingGateway.cacheKey(["p1"], "claude-3-haiku", base, 256, "beta")],
       ["max_tokens", key(base, "claude-3-haiku", 100)],
       ["message content", key(withMessage(1, (m) => ({ ...m, content: "Weather in Basel?" })))],
       ["message role", key(withMessage(0, (m) => ({ ...m, role: "user" })))],

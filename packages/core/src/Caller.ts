@@ -1,6 +1,27 @@
 /** Who is calling: the identity an audit row and a budget scope are keyed on. */
 import { Schema } from "effect"
 
+/**
+ * What a caller may do: `user` calls models and runs its own workflows, `approver` also decides
+ * flow agreements, `compliance` reads audit, budgets and agreements, `admin` does everything
+ * including key management.
+ */
+export const Role = Schema.Literal("user", "approver", "compliance", "admin")
+export type Role = typeof Role.Type
+
+/** Limits carried by the caller's API key (each unset one does not apply). */
+export const KeyLimits = Schema.Struct({
+  /** The key's own daily budget, beside the team's and the global one. */
+  budget_daily_usd: Schema.optional(Schema.Number.pipe(Schema.finite(), Schema.nonNegative())),
+  /** The key's own monthly budget (calendar month, UTC). */
+  budget_monthly_usd: Schema.optional(Schema.Number.pipe(Schema.finite(), Schema.nonNegative())),
+  /** Model calls per minute. */
+  requests_per_minute: Schema.optional(Schema.Int.pipe(Schema.positive())),
+  /** Tokens (input estimate at admission, output as used) per minute. */
+  tokens_per_minute: Schema.optional(Schema.Int.pipe(Schema.positive()))
+})
+export type KeyLimits = typeof KeyLimits.Type
+
 /** The caller of one request, as the server (or library user) establishes it. */
 export const Caller = Schema.Struct({
   /** End user or service the request is made for. */
@@ -8,7 +29,9 @@ export const Caller = Schema.Struct({
   /** Team the caller belongs to (budget and audit scope). */
   team: Schema.optional(Schema.String),
   /** API key id, when the request was authenticated with one. */
-  key_id: Schema.optional(Schema.String)
+  key_id: Schema.optional(Schema.String),
+  /** The limits of the caller's key (budgets, rates), when it has any. */
+  limits: Schema.optional(KeyLimits)
 })
 export type Caller = typeof Caller.Type
 

@@ -16,11 +16,26 @@ const dflt = <A, I>(s: Schema.Schema<A, I>, value: () => NoInfer<A>) => Schema.o
 export const AuditLevel = Schema.Literal("full", "redacted", "hash")
 export type AuditLevel = typeof AuditLevel.Type
 
+/** One team's budgets and model allow-list (`corporate_llm.teams.<team>`). */
+export const TeamSettings = Schema.Struct({
+  /** The team's daily budget, beside the global one; unset: no team budget. */
+  budget_daily_usd: Schema.optional(NonNegativeNumber),
+  /** The team's monthly budget (calendar month, UTC). */
+  budget_monthly_usd: Schema.optional(NonNegativeNumber),
+  /** Model ids the team may call; unset: every catalog model. */
+  models: Schema.optional(Schema.Array(Name))
+})
+export type TeamSettings = typeof TeamSettings.Type
+
 /** Settings of gateway #1. */
 export const CorporateLlmSettings = Schema.Struct({
   default_provider: dflt(Name, () => "mock"),
   fallback_provider: Schema.optional(Name),
   budget_limit_daily_usd: dflt(NonNegativeNumber, () => 100),
+  /** A global monthly budget beside the daily one (calendar month, UTC); unset: none. */
+  budget_limit_monthly_usd: Schema.optional(NonNegativeNumber),
+  /** Budgets and model allow-lists per team; a team not listed has neither. */
+  teams: dflt(Schema.Record({ key: Name, value: TeamSettings }), () => ({})),
   max_cost_per_request_usd: dflt(NonNegativeNumber, () => 5),
   audit_level: dflt(AuditLevel, () => "redacted" as const),
   /**
@@ -180,6 +195,16 @@ export type StorageSettings = typeof StorageSettings.Type
 export const ServerSettings = Schema.Struct({
   host: dflt(Name, () => "127.0.0.1"),
   port: dflt(Schema.Int.pipe(Schema.between(0, 65535)), () => 8080),
+  /**
+   * `keys`: every request but health and metrics needs an API key. `open`: no keys, identity from
+   * the `x-tidyllm-*` headers — allowed only bound to a loopback address. `auto` (default): `keys`
+   * when a bootstrap admin key is configured or the store holds an active key, else `open`.
+   */
+  auth: dflt(Schema.Literal("auto", "keys", "open"), () => "auto" as const),
+  /** A bootstrap admin key (env `TIDYLLM_ADMIN_KEY`) for the first start; at least 32 characters. */
+  admin_key: Schema.optional(Schema.Redacted(Schema.String.pipe(Schema.minLength(32)))),
+  /** How long a replica trusts a looked-up key before asking the store again (revocation reaches other replicas within this). */
+  key_cache_seconds: dflt(NonNegativeNumber, () => 5),
   /** Largest request body accepted, in bytes. */
   max_body_bytes: dflt(Schema.Int.pipe(Schema.positive()), () => 1_048_576)
 })

@@ -43,6 +43,29 @@ export class CostCapExceeded extends Schema.TaggedError<CostCapExceeded>()("Cost
   get status() { return 402 }
 }
 
+/** The caller may not do this: a model outside its team's allow-list, an action its role lacks. */
+export class Forbidden extends Schema.TaggedError<Forbidden>()("Forbidden", {
+  message: Schema.String,
+  /** The rule that refused, e.g. `model_allow_list`, `role`. */
+  rule: Schema.String
+}) {
+  get type() { return "permission_denied" as const }
+  get status() { return 403 }
+}
+
+/** A per-key rate limit (requests or tokens per minute) is used up; retry after `retry_after_seconds`. */
+export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited", {
+  message: Schema.String,
+  /** `requests_per_minute` or `tokens_per_minute`. */
+  limit_type: Schema.Literal("requests_per_minute", "tokens_per_minute"),
+  limit: Schema.Number,
+  /** Whole seconds until the window has room again (the `Retry-After` header). */
+  retry_after_seconds: Schema.Int
+}) {
+  get type() { return "rate_limit_exceeded" as const }
+  get status() { return 429 }
+}
+
 /** A budget scope has no room left for this request's reservation. */
 export class BudgetExceeded extends Schema.TaggedError<BudgetExceeded>()("BudgetExceeded", {
   message: Schema.String,
@@ -114,6 +137,8 @@ export type GatewayError =
   | InvalidRequest
   | UnknownModel
   | PolicyRejected
+  | Forbidden
+  | RateLimited
   | CostCapExceeded
   | BudgetExceeded
   | ProviderError
@@ -122,5 +147,5 @@ export type GatewayError =
 
 /** Schema of {@link GatewayError}, for API contracts. */
 export const GatewayError = Schema.Union(
-  InvalidRequest, UnknownModel, PolicyRejected, CostCapExceeded, BudgetExceeded, ProviderError, AllBackendsFailed, StoreUnavailable
+  InvalidRequest, UnknownModel, PolicyRejected, Forbidden, RateLimited, CostCapExceeded, BudgetExceeded, ProviderError, AllBackendsFailed, StoreUnavailable
 )

@@ -8,6 +8,7 @@ import { Caller, Errors, Ids, LlmRequest, ModelCatalog, Money, Redaction } from 
 import type { Config, Usage } from "@tidyllm/core"
 import * as AuditLog from "./AuditLog.js"
 import * as BudgetLedger from "./BudgetLedger.js"
+import * as RateLimits from "./RateLimits.js"
 import type { Completion, LlmProvider, ProviderCall, StreamEvent as ProviderStreamEvent } from "./LlmProvider.js"
 import * as LlmProviders from "./LlmProviders.js"
 import * as Metrics from "./Metrics.js"
@@ -71,7 +72,7 @@ export interface Service {
   /** Embeds texts: the same admission, reservation, settlement and audit row as a chat call. */
   readonly embed: (request: LlmRequest.EmbeddingRequest, options: CallOptions) => Effect.Effect<LlmRequest.EmbeddingResponse, Errors.GatewayError>
   /** Audits an answer served from gateway #2's cache (cost zero); returns the audit id. */
-  readonly recordCacheHit: (request: LlmRequest.LLMRequest, options: CallOptions, hit: CacheHit) => Effect.Effect<string, Errors.StoreUnavailable | Errors.PolicyRejected>
+  readonly recordCacheHit: (request: LlmRequest.LLMRequest, options: CallOptions, hit: CacheHit) => Effect.Effect<string, Errors.StoreUnavailable | Errors.PolicyRejected | Errors.Forbidden | Errors.RateLimited>
   /**
    * Audits a request refused before it could be read as one (malformed body, too large, bad
    * fields), so that no request goes without its row; fails only when the audit store does.
@@ -85,7 +86,7 @@ export interface Service {
   ) => Effect.Effect<string, Errors.StoreUnavailable>
   /** The provider and model a request would use, resolved as `process` resolves them. */
   readonly resolve: (request: LlmRequest.LLMRequest) => Effect.Effect<{ provider: string; model: ModelCatalog.ModelEntry; model_id: string }, Errors.InvalidRequest | Errors.UnknownModel>
-  /** The global daily budget scope. */
+  /** The budget scopes a caller's request reserves against: global, its team's and its key's, daily and monthly where set. */
   readonly scopes: (caller: Caller.Caller) => ReadonlyArray<BudgetLedger.Scope>
   readonly health: Effect.Effect<Health>
   readonly settings: Config.CorporateLlmSettings
@@ -103,7 +104,7 @@ const reasonRequired = () =>
 const statusOf = (e: Errors.GatewayError): AuditLog.AuditStatus => {
   switch (e._tag) {
     case "BudgetExceeded": return "rejected_budget"
-    case "InvalidRequest": case "UnknownModel": case "PolicyRejected": case "CostCapExceeded": return "rejected_policy"
+    case "InvalidRequest": case "UnknownModel": case "PolicyRejected": case "CostCapExceeded": case "Forbidden": case "RateLimited": return "rejected_policy"
     default: return "error"
   }
 }
@@ -158,6 +159,7 @@ export const make = Effect.gen(function*() {
   const providers = yield* LlmProviders.LlmProviders
   const audit = yield* AuditLog.AuditLog
   const ledger = yield* BudgetLedger.BudgetLedger
+  const rateLimits = yield* RateLimits.RateLimits
 
   // The patterns were validated with the configuration; a bad one here is a programming error.
   const redactor = Either.getOrThrowWith(
@@ -165,7 +167,60 @@ export const make = Effect.gen(function*() {
     (e) => new Error(e.message)
   )
   const globalScope: BudgetLedger.Scope = { key: "global", period: "day", limit: Money.fromUsd(settings.budget_limit_daily_usd) }
-  const scopes = (_caller: Caller.Caller): ReadonlyArray<BudgetLedger.Scope> => [globalScope]
+  const scopesOf = (key: string, daily: number | undefined, monthly: number | undefined): ReadonlyArray<BudgetLedger.Scope> => [
+    ...(daily === undefined ? [] : [{ key, period: "day" as const, limit: Money.fromUsd(daily) }]),
+    ...(monthly === undefined ? [] : [{ key, period: "month" as const, limit: Money.fromUsd(monthly) }])
+  ]
+  const globalScopes = scopesOf("global", settings.budget_limit_daily_usd, settings.budget_limit_monthly_usd)
+  const teams = settings.teams ?? {}
+  const teamScopes = new Map(Object.entries(teams).map(([team, t]) => [team, scopesOf(`team:${team}`, t.budget_daily_usd, t.budget_monthly_usd)]))
+  const allowLists = new Map(Object.entries(teams).flatMap(([team, t]) => (t.models === undefined ? [] : [[team, new Set(t.models)] as const])))
+  /** Every scope a caller's request reserves against, in a fixed order (global, team, key). */
+  const scopes = (caller: Caller.Caller): ReadonlyArray<BudgetLedger.Scope> => {
+    const team = caller.team === undefined ? undefined : teamScopes.get(caller.team)
+    const key = caller.key_id === undefined || caller.limits === undefined
+      ? undefined
+      : scopesOf(`key:${caller.key_id}`, caller.limits.budget_daily_usd, caller.limits.budget_monthly_usd)
+    return team === undefined && (key === undefined || key.length === 0) ? globalScopes : [...globalScopes, ...(team ?? []), ...(key ?? [])]
+  }
+  /** A 403 when the caller's team may not call `model` (its allow-list names neither the id nor the name asked for). */
+  const allowed = (caller: Caller.Caller, model: ModelCatalog.ModelEntry, asked: string | undefined): Effect.Effect<void, Errors.Forbidden> => {
+    const list = caller.team === undefined ? undefined : allowLists.get(caller.team)
+    if (list === undefined || list.has(model.id) || (asked !== undefined && list.has(asked))) return Effect.void
+    return Effect.fail(new Errors.Forbidden({
+      message: `team '${caller.team}' may not call model '${model.id}' (allowed: ${[...list].join(", ") || "none"})`,
+      rule: "model_allow_list"
+    }))
+  }
+  /**
+   * The caller's key's rate limits: one request, and the input-token estimate, taken at admission
+   * (refused with 429 when the minute is full); output tokens are added after the call. A limiter
+   * store that is down lets the request through with a warning: rates protect, the budget is the
+   * hard limit.
+   */
+  const rpmLimit = (caller: Caller.Caller): RateLimits.Limit | undefined =>
+    caller.key_id === undefined || caller.limits?.requests_per_minute === undefined
+      ? undefined
+      : { key: `rpm:${caller.key_id}`, limit_type: "requests_per_minute", limit: caller.limits.requests_per_minute }
+  const tpmLimit = (caller: Caller.Caller): RateLimits.Limit | undefined =>
+    caller.key_id === undefined || caller.limits?.tokens_per_minute === undefined
+      ? undefined
+      : { key: `tpm:${caller.key_id}`, limit_type: "tokens_per_minute", limit: caller.limits.tokens_per_minute }
+  const failOpen = <E extends { readonly _tag: string; readonly message: string }>(e: E) =>
+    e._tag === "StoreUnavailable" ? Effect.logWarning(`rate limiter unavailable, request let through: ${e.message}`) : Effect.fail(e as Exclude<E, Errors.StoreUnavailable>)
+  const takeRate = (caller: Caller.Caller, inputTokens: number): Effect.Effect<void, Errors.RateLimited> => {
+    const rpm = rpmLimit(caller)
+    const tpm = tpmLimit(caller)
+    if (rpm === undefined && tpm === undefined) return Effect.void
+    return Effect.zipRight(
+      rpm === undefined ? Effect.void : Effect.catchAll(rateLimits.take(rpm, 1), failOpen),
+      tpm === undefined ? Effect.void : Effect.catchAll(rateLimits.take(tpm, Math.max(1, inputTokens)), failOpen)
+    )
+  }
+  const addOutputTokens = (caller: Caller.Caller, outputTokens: number): Effect.Effect<void> => {
+    const tpm = tpmLimit(caller)
+    return tpm === undefined || outputTokens <= 0 ? Effect.void : Effect.catchAll(rateLimits.add(tpm, outputTokens), (e) => Effect.logWarning(`rate limiter unavailable: ${e.message}`))
+  }
   const cap = Money.fromUsd(settings.max_cost_per_request_usd)
   const metrics = Metrics.makeRecorder(
     (name) => Option.isSome(providers.get(name)),
@@ -224,6 +279,7 @@ export const make = Effect.gen(function*() {
         return yield* reasonRequired()
       }
       const { model, model_id, provider } = yield* resolve(request)
+      yield* allowed(options.caller, model, request.model)
       const max_tokens = request.max_tokens ?? Math.min(settings.default_max_tokens, model.max_output_tokens)
       if (max_tokens > model.max_output_tokens) {
         return yield* new Errors.InvalidRequest({
@@ -249,6 +305,7 @@ export const make = Effect.gen(function*() {
           cap_usd: Money.toUsdString(cap)
         })
       }
+      yield* takeRate(options.caller, typical)
       const call: ProviderCall = {
         model, model_id, messages, max_tokens,
         temperature: request.temperature, top_p: request.top_p, stop: request.stop,
@@ -378,6 +435,7 @@ export const make = Effect.gen(function*() {
           const completion = exit.value
           const cost = ModelCatalog.cost(admitted.call.model, completion.usage)
           yield* ledger.settle(reservation, cost)
+          yield* addOutputTokens(options.caller, completion.usage.output_tokens)
           yield* writeAudit(auditId, request, options, admitted.reason, started, {
             status: "success", provider: admitted.provider.name, model: admitted.call.model.id, usage: completion.usage, cost
           })
@@ -433,6 +491,7 @@ export const make = Effect.gen(function*() {
           const cause: Cause.Cause<unknown> = Exit.isFailure(exit) ? exit.cause : Cause.interrupt(FiberId.none)
           const outcome = failureOutcome({ provider: admitted.provider.name, model: admitted.call.model }, cause as Cause.Cause<Errors.GatewayError>, usage, true)
           yield* ledger.settle(reservation, outcome.cost).pipe(Effect.ignore)
+          yield* addOutputTokens(options.caller, usage.output_tokens)
           yield* writeAudit(auditId, request, options, admitted.reason, started, outcome).pipe(Effect.ignore)
         })
       )
@@ -447,6 +506,7 @@ export const make = Effect.gen(function*() {
         const cost = ModelCatalog.cost(admitted.call.model, usage)
         const now = yield* Clock.currentTimeMillis
         yield* ledger.settle(reservation, cost)
+        yield* addOutputTokens(options.caller, usage.output_tokens)
         yield* writeAudit(auditId, request, options, admitted.reason, started, {
           status: "success", provider: admitted.provider.name, model: admitted.call.model.id, usage, cost
         })
@@ -510,6 +570,7 @@ export const make = Effect.gen(function*() {
         const admitted = yield* Effect.gen(function*() {
           if (given === "" && settings.require_reason) return yield* reasonRequired()
           const { model, model_id, provider } = yield* resolveFor(request, "embedding")
+          yield* allowed(options.caller, model, request.model)
           if (provider.embed === undefined) {
             return yield* new Errors.InvalidRequest({ message: `provider '${provider.name}' does not serve embeddings`, field: "provider" })
           }
@@ -525,6 +586,7 @@ export const make = Effect.gen(function*() {
               cap_usd: Money.toUsdString(cap)
             })
           }
+          yield* takeRate(options.caller, Math.ceil(input.reduce((n, s) => n + s.length, 0) / 4))
           return { provider, embedFn: provider.embed, call: { model, model_id, input, dimensions: request.dimensions }, worstCase, bound }
         }).pipe(Effect.tapError((e) => writeAudit(auditId, asChat, options, given || "(none)", started, rejectionOutcome(asChat, e))))
         const reason = given === "" ? "(none)" : given
@@ -582,6 +644,15 @@ export const make = Effect.gen(function*() {
         const e = reasonRequired()
         yield* writeAudit(auditId, request, options, "(none)", started, rejectionOutcome(request, e))
         return yield* e
+      }
+      // A cached answer is still a call of that model by this caller: the allow-list and the request rate apply.
+      const refused = yield* Effect.flip(Effect.zipRight(
+        Option.match(catalog.resolve(hit.model), { onNone: () => Effect.void, onSome: (m) => allowed(options.caller, m, request.model) }),
+        takeRate(options.caller, 0)
+      )).pipe(Effect.option)
+      if (Option.isSome(refused)) {
+        yield* writeAudit(auditId, request, options, reason || "(none)", started, { ...rejectionOutcome(request, refused.value), provider: hit.provider, model: hit.model })
+        return yield* refused.value
       }
       yield* writeAudit(auditId, request, options, reason || "(none)", started, {
         status: "cache_hit", provider: hit.provider, model: hit.model, usage: hit.usage, cost: Money.zero
@@ -673,11 +744,12 @@ export const layerTest = (settings: Partial<Config.CorporateLlmSettings> = {}) =
       Layer.succeed(Settings, {
         default_provider: "mock", budget_limit_daily_usd: 100, max_cost_per_request_usd: 5, audit_level: "redacted",
         audit_durability: "sync", audit_retention_days: 365, require_reason: true, default_max_tokens: 1024, default_model: "claude-3-haiku",
-        reservation_ttl_seconds: 900, budget_slice_fraction: 0, ...settings
+        reservation_ttl_seconds: 900, budget_slice_fraction: 0, teams: {}, ...settings
       }),
       ModelCatalog.layer(),
       LlmProviders.layerMock(),
       AuditLog.layerMemory,
-      BudgetLedger.layerMemory
+      BudgetLedger.layerMemory,
+      RateLimits.layerMemory
     ))
   )

@@ -158,7 +158,7 @@ describe("CorporateLlmGateway", () => {
   it.effect("fails closed when the audit log is unreachable", () =>
     Effect.gen(function*() {
       const { Layer } = yield* Effect.promise(() => import("effect"))
-      const { AuditLog, BudgetLedger, CorporateLlmGateway, LlmProviders } = yield* Effect.promise(() => import("@tidyllm/corporate-llm"))
+      const { AuditLog, BudgetLedger, CorporateLlmGateway, LlmProviders, RateLimits } = yield* Effect.promise(() => import("@tidyllm/corporate-llm"))
       const { Errors } = yield* Effect.promise(() => import("@tidyllm/core"))
       const { settings } = yield* Effect.promise(() => import("./harness.js"))
       const down = Layer.succeed(AuditLog.AuditLog, {
@@ -168,7 +168,7 @@ describe("CorporateLlmGateway", () => {
         purge: () => Effect.succeed({ removed: 0, kept_under_agreement: 0, by_status: {} })
       })
       const gateway = yield* Effect.provide(CorporateLlmGateway.CorporateLlmGateway, CorporateLlmGateway.layer.pipe(Layer.provide(Layer.mergeAll(
-        Layer.succeed(CorporateLlmGateway.Settings, settings()), ModelCatalog.layer(), LlmProviders.layerMock(), down, BudgetLedger.layerMemory
+        Layer.succeed(CorporateLlmGateway.Settings, settings()), ModelCatalog.layer(), LlmProviders.layerMock(), down, BudgetLedger.layerMemory, RateLimits.layerMemory
       ))))
       const error = yield* Effect.flip(gateway.process({ prompt: "x", reason: "r" }, ctx()))
       expect(error._tag).toBe("StoreUnavailable")

@@ -1,13 +1,13 @@
 import { Effect, Layer, Ref, Stream } from "effect"
 import { Errors, ModelCatalog } from "@tidyllm/core"
 import type { Config } from "@tidyllm/core"
-import { AuditLog, BudgetLedger, CorporateLlmGateway, LlmProviders, MockProvider } from "@tidyllm/corporate-llm"
+import { AuditLog, BudgetLedger, CorporateLlmGateway, LlmProviders, MockProvider, RateLimits } from "@tidyllm/corporate-llm"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
 
 export const settings = (over: Partial<Config.CorporateLlmSettings> = {}): Config.CorporateLlmSettings => ({
   default_provider: "mock", budget_limit_daily_usd: 100, max_cost_per_request_usd: 5, audit_level: "full",
   audit_durability: "sync", audit_retention_days: 365, require_reason: true, default_max_tokens: 256, default_model: "claude-3-haiku",
-  reservation_ttl_seconds: 900, budget_slice_fraction: 0, ...over
+  reservation_ttl_seconds: 900, budget_slice_fraction: 0, teams: {}, ...over
 })
 
 /** The built-in catalog, with every model also served by the scripted providers `p1` and `p2`. */
@@ -48,7 +48,8 @@ export const make = (over: Partial<Config.CorporateLlmSettings> = {}, providers:
       ModelCatalog.layer(testModels),
       LlmProviders.layer([MockProvider.make(), ...providers]),
       Layer.succeed(AuditLog.AuditLog, AuditLog.makeMemory(rows)),
-      Layer.succeed(BudgetLedger.BudgetLedger, ledger)
+      Layer.succeed(BudgetLedger.BudgetLedger, ledger),
+      RateLimits.layerMemory
     )))
     const gateway = yield* Effect.provide(CorporateLlmGateway.CorporateLlmGateway, layer)
     return { gateway, rows, ledger, layer }

@@ -3,13 +3,24 @@
  * agreement, applies {@link FlowAgreement.decide} at the `Clock`'s now, and writes the decision
  * and the new status together, so two concurrent approvals can never both count on a stale view.
  * An overdue proposal reads as `expired`; deciding on one records the expiry and fails.
+ *
+ * Teams: an agreement belongs to the team of its workflow (`Agreement.team`, none for a workflow
+ * of no team). A {@link Scope} with a team sees only that team's agreements: another team's reads
+ * as not found, for `get`, `list` and `decide` alike, so a team learns nothing of another's. A
+ * scope without a team (an admin or compliance caller, open mode) sees every agreement.
  */
 import { Errors, Ids } from "@tidyllm/core"
 import { Clock, Context, Effect, Either, Layer, Option, Ref } from "effect"
 import * as FlowAgreement from "./FlowAgreement.js"
 
+/** Whose agreements an operation may see. */
+export interface Scope {
+  /** Only this team's agreements; absent: every team's and the teamless ones. */
+  readonly team?: string | undefined
+}
+
 /** Which agreements to list (newest first). */
-export interface ListFilter {
+export interface ListFilter extends Scope {
   readonly workflow_id?: string | undefined
   /** As seen now: an overdue proposal is `expired`. */
   readonly status?: FlowAgreement.Status | undefined
@@ -19,17 +30,21 @@ export interface ListFilter {
 
 /** The store. */
 export interface Service {
-  /** Stores a new agreement; fails with a conflict when its id is taken. */
+  /** Stores a new agreement (its `team` with it); fails with a conflict when its id is taken. */
   readonly create: (
     agreement: FlowAgreement.Agreement
   ) => Effect.Effect<FlowAgreement.Agreement, FlowAgreement.AgreementConflict | Errors.StoreUnavailable>
-  /** The agreement as it stands now. */
-  readonly get: (id: Ids.AgreementId) => Effect.Effect<FlowAgreement.Agreement, FlowAgreement.AgreementNotFound | Errors.StoreUnavailable>
+  /** The agreement as it stands now; not found when it is outside `scope`. */
+  readonly get: (
+    id: Ids.AgreementId,
+    scope?: Scope
+  ) => Effect.Effect<FlowAgreement.Agreement, FlowAgreement.AgreementNotFound | Errors.StoreUnavailable>
   readonly list: (filter: ListFilter) => Effect.Effect<ReadonlyArray<FlowAgreement.Agreement>, Errors.StoreUnavailable>
-  /** Records a decision and the status it leads to, atomically. */
+  /** Records a decision and the status it leads to, atomically; not found when the agreement is outside `scope`. */
   readonly decide: (
     id: Ids.AgreementId,
-    input: FlowAgreement.DecisionInput
+    input: FlowAgreement.DecisionInput,
+    scope?: Scope
   ) => Effect.Effect<
     FlowAgreement.Transition,
     FlowAgreement.AgreementNotFound | FlowAgreement.AgreementConflict | FlowAgreement.DecisionError | Errors.StoreUnavailable
@@ -50,8 +65,13 @@ export const notFound = (id: string): FlowAgreement.AgreementNotFound =>
 
 const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms))
 
+/** True when `agreement` is visible in `scope`. */
+export const inScope = (scope: Scope | undefined, agreement: FlowAgreement.Agreement): boolean =>
+  scope?.team === undefined || agreement.team === scope.team
+
 /** True when `agreement` (as seen at `at`) passes `filter`. */
 export const matches = (filter: ListFilter, agreement: FlowAgreement.Agreement): boolean =>
+  inScope(filter, agreement) &&
   (filter.workflow_id === undefined || agreement.workflow_id === filter.workflow_id) &&
   (filter.status === undefined || agreement.status === filter.status)
 
@@ -63,11 +83,11 @@ export const makeMemory = (ref: Ref.Ref<ReadonlyMap<string, FlowAgreement.Agreem
         ? [Either.left(new FlowAgreement.AgreementConflict({ id: agreement.id, message: `agreement ${agreement.id} already exists` })), all]
         : [Either.right(agreement), new Map(all).set(agreement.id, agreement)]
     ).pipe(Effect.flatMap((e) => e)),
-  get: (id) =>
+  get: (id, scope) =>
     Effect.gen(function*() {
       const at = yield* now
       const found = (yield* Ref.get(ref)).get(id)
-      return found === undefined ? yield* notFound(id) : FlowAgreement.view(found, at)
+      return found === undefined || !inScope(scope, found) ? yield* notFound(id) : FlowAgreement.view(found, at)
     }),
   list: (filter) =>
     Effect.gen(function*() {
@@ -78,14 +98,14 @@ export const makeMemory = (ref: Ref.Ref<ReadonlyMap<string, FlowAgreement.Agreem
         .sort((a, b) => b.created_at.getTime() - a.created_at.getTime())
         .slice(0, filter.limit ?? defaultListLimit)
     }),
-  decide: (id, input) =>
+  decide: (id, input, scope) =>
     Effect.gen(function*() {
       const at = yield* now
       const decisionId = Ids.randomUuid()
       type Outcome = Either.Either<FlowAgreement.Transition, FlowAgreement.AgreementNotFound | FlowAgreement.DecisionError>
       const outcome = yield* Ref.modify(ref, (all): readonly [Outcome, ReadonlyMap<string, FlowAgreement.Agreement>] => {
         const current = all.get(id)
-        if (current === undefined) return [Either.left(notFound(id)), all]
+        if (current === undefined || !inScope(scope, current)) return [Either.left(notFound(id)), all]
         const expired = FlowAgreement.expire(current, at)
         const result = FlowAgreement.decide(current, input, at, decisionId)
         if (Option.isSome(expired)) return [result, new Map(all).set(id, expired.value.agreement)]

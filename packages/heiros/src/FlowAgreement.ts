@@ -44,6 +44,8 @@ export const Agreement = Schema.Struct({
   /** The proposed version and what it changes (the optimised definition, the changes, the analysis): JSON. */
   proposal: Schema.Unknown,
   proposed_by: Schema.String,
+  /** The team whose workflow it changes; absent for a workflow of no team (a teamless caller's). */
+  team: Schema.optional(Schema.String),
   created_at: Schema.Date,
   expires_at: Schema.Date,
   /** When it left `proposed`. */
@@ -156,6 +158,8 @@ export interface ProposeInput {
   readonly risk_level: RiskLevel
   readonly proposal: unknown
   readonly proposed_by: string
+  /** The team whose workflow it changes (none: a workflow of no team). */
+  readonly team?: string | undefined
   /** Default: a random UUID. */
   readonly id?: Ids.AgreementId | undefined
 }
@@ -189,6 +193,7 @@ export const proposeAt = (input: ProposeInput & { readonly id: Ids.AgreementId }
   risk_level: input.risk_level,
   proposal: input.proposal,
   proposed_by: input.proposed_by,
+  ...(input.team === undefined ? {} : { team: input.team }),
   created_at: now,
   expires_at: new Date(now.getTime() + timeoutDays * DAY_MS),
   decided_at: null,

@@ -11,12 +11,18 @@ import * as FlowAgreement from "../src/FlowAgreement.js"
 
 const fresh = (name: string) => `wf-${name}-${Ids.randomUuid().slice(0, 8)}`
 
-const proposeIn = (store: AgreementStore.Service, workflow_id: string, risk_level: FlowAgreement.RiskLevel, timeoutDays = 7) =>
+const proposeIn = (store: AgreementStore.Service, workflow_id: string, risk_level: FlowAgreement.RiskLevel, timeoutDays = 7, team?: string) =>
   Effect.flatMap(
-    FlowAgreement.propose({ workflow_id, risk_level, proposed_by: "alice", proposal: { version: 2, changes: ["cheaper_model"] } }, {
+    FlowAgreement.propose({
+      workflow_id,
+      risk_level,
+      proposed_by: "alice",
+      proposal: { version: 2, changes: ["cheaper_model"] },
+      ...(team === undefined ? {} : { team })
+    }, {
       approval_timeout_days: timeoutDays
     }),
-    store.create
+    (agreement) => store.create(agreement)
   )
 
 const approve = (decided_by: string, role: string, comment?: string): FlowAgreement.DecisionInput =>
@@ -135,6 +141,54 @@ export const agreementStoreContract = <E>(name: string, store: Layer.Layer<Agree
         expect((yield* s.list({ workflow_id: wf, status: "approved" })).map((a) => a.id)).toEqual([first.id])
         expect((yield* s.list({ workflow_id: wf, limit: 1 })).map((a) => a.id)).toEqual([second.id])
         expect((yield* s.list({ workflow_id: wf, status: "approved" }))[0]?.decisions).toHaveLength(1)
+      }))
+
+    it.effect("a team scope sees and decides only its team's agreements; no scope sees every one", () =>
+      Effect.gen(function*() {
+        const s = yield* AgreementStore.AgreementStore
+        // One workflow id in two teams and in no team: three separate agreements.
+        const wf = fresh("teams")
+        const a = yield* proposeIn(s, wf, "low", 7, "alpha")
+        yield* TestClock.adjust("1 second")
+        const b = yield* proposeIn(s, wf, "low", 7, "beta")
+        yield* TestClock.adjust("1 second")
+        const none = yield* proposeIn(s, wf, "low")
+        expect(a.team).toBe("alpha")
+        expect(none.team).toBeUndefined()
+        expect(yield* s.get(a.id, { team: "alpha" })).toEqual(a)
+        expect((yield* s.get(none.id)).team).toBeUndefined()
+        expect("team" in (yield* s.get(none.id))).toBe(false)
+
+        for (const id of [b.id, none.id]) {
+          const hidden = yield* Effect.either(s.get(id, { team: "alpha" }))
+          expect(Either.isLeft(hidden) && hidden.left._tag).toBe("AgreementNotFound")
+        }
+        expect((yield* s.list({ workflow_id: wf, team: "alpha" })).map((x) => x.id)).toEqual([a.id])
+        expect((yield* s.list({ workflow_id: wf, team: "beta", status: "proposed" })).map((x) => x.id)).toEqual([b.id])
+        expect(yield* s.list({ workflow_id: wf, team: "gamma" })).toEqual([])
+        expect((yield* s.list({ workflow_id: wf })).map((x) => [x.id, x.team])).toEqual([[none.id, undefined], [b.id, "beta"], [a.id, "alpha"]])
+
+        // Deciding on another team's agreement: not found, and nothing recorded.
+        const across = yield* Effect.either(s.decide(b.id, approve("bob", "approver"), { team: "alpha" }))
+        expect(Either.isLeft(across) && across.left._tag).toBe("AgreementNotFound")
+        const teamless = yield* Effect.either(s.decide(none.id, approve("bob", "approver"), { team: "alpha" }))
+        expect(Either.isLeft(teamless) && teamless.left._tag).toBe("AgreementNotFound")
+        expect(yield* s.get(b.id)).toMatchObject({ status: "proposed", decisions: [] })
+        expect((yield* s.decide(b.id, approve("bob", "approver"), { team: "beta" })).agreement).toMatchObject({ status: "approved", team: "beta" })
+        // No scope: any agreement.
+        expect((yield* s.decide(a.id, approve("admin", "compliance"))).to).toBe("approved")
+        expect((yield* s.list({ workflow_id: wf, status: "approved" })).map((x) => x.id)).toEqual([b.id, a.id])
+      }))
+
+    it.effect("expiry keeps the team", () =>
+      Effect.gen(function*() {
+        const s = yield* AgreementStore.AgreementStore
+        const wf = fresh("team-expiry")
+        const a = yield* proposeIn(s, wf, "low", 1, "alpha")
+        yield* TestClock.adjust(86_400_000)
+        const expired = (yield* s.expireDue).filter((t) => t.agreement.workflow_id === wf)
+        expect(expired.map((t) => [t.agreement.id, t.agreement.team, t.to])).toEqual([[a.id, "alpha", "expired"]])
+        expect(yield* s.get(a.id, { team: "alpha" })).toMatchObject({ status: "expired", team: "alpha" })
       }))
 
     it.effect("concurrent approvals: exactly one closes the agreement, the others are refused", () =>

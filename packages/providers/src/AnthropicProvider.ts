@@ -19,7 +19,17 @@ import type {
 import { Errors, type LlmRequest, type Usage } from "@tidyllm/core"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
 import { Effect, Either, Option, Predicate, Redacted, Stream, type Scope } from "effect"
-import { causeChain, connectionCodes, connectionMessage, kindByStatus, socketCodes, stringProperty, timeoutCodes } from "./internal/errors.js"
+import {
+  causeChain,
+  connectionCodes,
+  connectionMessage,
+  kindByStatus,
+  scrubber,
+  scrubError,
+  socketCodes,
+  stringProperty,
+  timeoutCodes
+} from "./internal/errors.js"
 
 /** Adapter options the app decides. */
 export interface Options {
@@ -345,12 +355,6 @@ const redactedUrl = (base: string): string => {
   }
 }
 
-/** Replaces the API key wherever an upstream message might echo it. */
-const scrub = (error: Errors.ProviderError, secret: string | undefined): Errors.ProviderError =>
-  secret === undefined || secret.length === 0 || !error.message.includes(secret)
-    ? error
-    : new Errors.ProviderError({ ...error, message: error.message.split(secret).join("[redacted]") })
-
 /** Sent when no key is configured: the call still goes out and fails as Anthropic's 401. */
 const placeholderKey = "unconfigured"
 
@@ -371,7 +375,9 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
       timeout: 10 * 60 * 1000
     })
     const contextOf = (call: LlmProvider.ProviderCall): ErrorContext => ({ provider: name, model: call.model_id })
-    const fail = (error: unknown, context: ErrorContext) => scrub(toProviderError(error, context), secret)
+    // An upstream may echo the key back in an error message: every failure of both calls is
+    // scrubbed, inside their spans.
+    const scrub = scrubError(scrubber([secret]))
 
     const complete = Effect.fn("AnthropicProvider.complete")(function*(call: LlmProvider.ProviderCall) {
       yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id })
@@ -379,7 +385,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
       const request = yield* toMessagesRequest(call, context)
       const message = yield* Effect.tryPromise({
         try: (signal) => client.messages.create({ ...request, stream: false }, { signal }),
-        catch: (error) => fail(error, context)
+        catch: (error) => toProviderError(error, context)
       })
       const toolCalls: Array<LlmRequest.ToolCall> = []
       const text: Array<string> = []
@@ -403,7 +409,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         finish_reason: finishReason(message.stop_reason),
         ...(toolCalls.length === 0 ? {} : { tool_calls: toolCalls })
       } satisfies LlmProvider.Completion
-    })
+    }, Effect.mapError(scrub))
 
     const stream = (call: LlmProvider.ProviderCall): Stream.Stream<LlmProvider.StreamEvent, Errors.ProviderError> => {
       const context = contextOf(call)
@@ -417,7 +423,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         )
         const events = yield* Effect.tryPromise({
           try: () => client.messages.create({ ...request, stream: true }, { signal: controller.signal }),
-          catch: (error) => fail(error, context)
+          catch: (error) => toProviderError(error, context)
         })
         const iterator = events[Symbol.asyncIterator]()
         const mapper = streamMapper()
@@ -426,7 +432,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         const body = Stream.repeatEffectOption(
           Effect.tryPromise({
             try: () => iterator.next(),
-            catch: (error) => Option.some(fail(error, context))
+            catch: (error) => Option.some(toProviderError(error, context))
           }).pipe(
             Effect.flatMap((result) => (result.done === true ? Effect.fail(Option.none()) : Effect.succeed(result.value)))
           )
@@ -445,7 +451,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
             }))
         )
         return Stream.concat(body, end)
-      })).pipe(Stream.withSpan("AnthropicProvider.stream", { attributes: { provider: name, model: call.model_id } }))
+      })).pipe(Stream.mapError(scrub), Stream.withSpan("AnthropicProvider.stream", { attributes: { provider: name, model: call.model_id } }))
     }
 
     const detail = [

@@ -22,7 +22,7 @@ import {
 import { Errors, type Config, type LlmRequest, type Usage } from "@tidyllm/core"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
 import { Effect, Either, Option, Predicate, Redacted, Schema, Stream, type Scope } from "effect"
-import { connectionCodes, connectionMessage, kindByStatus, stringProperty } from "./internal/errors.js"
+import { connectionCodes, connectionMessage, kindByStatus, scrubber, scrubError, stringProperty } from "./internal/errors.js"
 
 /** Adapter options the app decides. */
 export interface Options {
@@ -429,6 +429,12 @@ export const make = (
       (client) => Effect.sync(() => client.destroy())
     )
     const staticKeys = settings.access_key_id !== undefined && settings.secret_access_key !== undefined
+    // The secret key never goes on the wire (SigV4 signs with it) but the session token does, and
+    // an endpoint (a proxy, a stub) may echo either: every failure of the three calls is scrubbed,
+    // inside their spans.
+    const scrub = scrubError(scrubber(
+      [settings.secret_access_key, settings.session_token].map((s) => (s === undefined ? undefined : Redacted.value(s)))
+    ))
     const contextOf = (call: { readonly model_id: string }): ErrorContext => ({ provider: name, model: call.model_id })
 
     const complete = Effect.fn("BedrockProvider.complete")(function*(call: LlmProvider.ProviderCall) {
@@ -445,7 +451,7 @@ export const make = (
         finish_reason: finishReason(output.stopReason),
         ...(tool_calls.length === 0 ? {} : { tool_calls })
       } satisfies LlmProvider.Completion
-    })
+    }, Effect.mapError(scrub))
 
     const stream = (call: LlmProvider.ProviderCall): Stream.Stream<LlmProvider.StreamEvent, Errors.ProviderError> => {
       const context = contextOf(call)
@@ -480,7 +486,7 @@ export const make = (
           Stream.mapAccumEffect(initialStreamState, toStreamEvents(context)),
           Stream.flattenIterables
         )
-      })).pipe(Stream.withSpan("BedrockProvider.stream", { attributes: { provider: name, model: call.model_id } }))
+      })).pipe(Stream.mapError(scrub), Stream.withSpan("BedrockProvider.stream", { attributes: { provider: name, model: call.model_id } }))
     }
 
     const embedOne = (call: LlmProvider.EmbedCall, text: string) =>
@@ -524,7 +530,7 @@ export const make = (
         vectors: results.map((r) => r.embedding),
         input_tokens: results.reduce((sum, r) => sum + (r.inputTextTokenCount ?? 0), 0)
       } satisfies LlmProvider.Embeddings
-    })
+    }, Effect.mapError(scrub))
 
     const detail = [
       `Bedrock Converse in ${settings.region}`,

@@ -9,7 +9,17 @@
 import { Errors, type LlmRequest, type Usage } from "@tidyllm/core"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
 import { Duration, Effect, Either, Option, ParseResult, Predicate, Redacted, Schema, Stream, type Scope } from "effect"
-import { causeChain, connectionCodes, connectionMessage, kindByStatus, socketCodes, stringProperty, timeoutCodes } from "./internal/errors.js"
+import {
+  causeChain,
+  connectionCodes,
+  connectionMessage,
+  kindByStatus,
+  scrubber,
+  scrubError,
+  socketCodes,
+  stringProperty,
+  timeoutCodes
+} from "./internal/errors.js"
 
 /** Adapter options the app decides. */
 export interface Options {
@@ -276,12 +286,6 @@ const redactedUrl = (base: string): string => {
   }
 }
 
-/** Replaces the token wherever an upstream message might echo it. */
-const scrub = (error: Errors.ProviderError, secret: string | undefined): Errors.ProviderError =>
-  secret === undefined || secret.length === 0 || !error.message.includes(secret)
-    ? error
-    : new Errors.ProviderError({ ...error, message: error.message.split(secret).join("[redacted]") })
-
 /** Builds the MLflow AI Gateway provider (scoped like every adapter; `fetch` holds nothing to close). */
 export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -294,7 +298,10 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
       ...(secret === undefined ? {} : { authorization: `Bearer ${secret}` })
     })
     const invocations = (endpoint: string) => `${base}/gateway/${encodeURIComponent(endpoint)}/invocations`
-    const fail = (error: unknown, context: ErrorContext) => scrub(toProviderError(error, context), secret)
+    // The gateway may echo the token back (in an error body or an SSE error event): every failure
+    // of the three calls is scrubbed, inside their spans, and so is the health detail.
+    const scrubText = scrubber([secret])
+    const scrub = scrubError(scrubText)
 
     /**
      * One JSON exchange. Headers and body are read under one promise, so interrupting the
@@ -311,10 +318,10 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
           })
           return { status: response.status, ok: response.ok, text: await response.text() }
         },
-        catch: (error) => fail(error, context)
+        catch: (error) => toProviderError(error, context)
       }).pipe(
         Effect.flatMap(({ ok, status, text }) => {
-          if (!ok) return Effect.fail(scrub(httpError(status, text, context), secret))
+          if (!ok) return Effect.fail(httpError(status, text, context))
           const json = parseJsonText(text)
           return json === undefined
             ? Effect.fail(providerError(context, "unknown", `HTTP ${status} with a body that is not JSON`, { upstream_status: status }))
@@ -340,7 +347,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         finish_reason: choice.finish_reason ?? "unknown",
         ...(toolCalls.length === 0 ? {} : { tool_calls: toolCalls })
       } satisfies LlmProvider.Completion
-    })
+    }, Effect.mapError(scrub))
 
     const stream = (call: LlmProvider.ProviderCall): Stream.Stream<LlmProvider.StreamEvent, Errors.ProviderError> => {
       const context = contextOf(call.model_id)
@@ -359,11 +366,11 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
               body: JSON.stringify(toChatBody(call, true)),
               signal: controller.signal
             }),
-          catch: (error) => fail(error, context)
+          catch: (error) => toProviderError(error, context)
         })
         if (!response.ok) {
           const text = yield* Effect.promise(() => response.text().catch(() => ""))
-          return yield* Effect.fail(scrub(httpError(response.status, text, context), secret))
+          return yield* Effect.fail(httpError(response.status, text, context))
         }
         if (response.body === null) {
           return yield* Effect.fail(providerError(context, "stream", "the stream has no body", { upstream_status: response.status }))
@@ -427,7 +434,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
             ? Effect.fail(Option.none())
             : Effect.tryPromise({
               try: () => reader.read(),
-              catch: (error) => Option.some(fail(error, context))
+              catch: (error) => Option.some(toProviderError(error, context))
             }).pipe(Effect.flatMap((result) => {
               if (result.done) {
                 // The body ended cleanly but without `[DONE]`: a cut answer, never a complete one.
@@ -448,7 +455,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
             }))
         )
         return Stream.repeatEffectOption(pull).pipe(Stream.flattenIterables)
-      })).pipe(Stream.withSpan("MlflowProvider.stream", { attributes: { provider: name, model: call.model_id } }))
+      })).pipe(Stream.mapError(scrub), Stream.withSpan("MlflowProvider.stream", { attributes: { provider: name, model: call.model_id } }))
     }
 
     const embed = Effect.fn("MlflowProvider.embed")(function*(call: LlmProvider.EmbedCall) {
@@ -474,7 +481,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         ))
       }
       return { vectors, input_tokens: response.usage?.prompt_tokens ?? 0 } satisfies LlmProvider.Embeddings
-    })
+    }, Effect.mapError(scrub))
 
     const where = `MLflow AI Gateway at ${redactedUrl(base)}`
     const health: Effect.Effect<LlmProvider.ProviderHealth> = Effect.tryPromise({
@@ -482,7 +489,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         const response = await fetch(`${base}/health`, { headers: headers("application/json"), signal })
         return { status: response.status, text: await response.text() }
       },
-      catch: (error) => scrub(toProviderError(error, contextOf("health")), secret).message.replace(/^MLflow gateway: /, "")
+      catch: (error) => toProviderError(error, contextOf("health")).message.replace(/^MLflow gateway: /, "")
     }).pipe(
       Effect.timeoutFail({ duration: healthTimeout, onTimeout: () => `no answer within ${Duration.format(healthTimeout)}` }),
       Effect.map(({ status, text }) => {
@@ -491,8 +498,9 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         return status === 200 ? `reachable, status ${reported ?? text.trim().slice(0, 100)}` : `unhealthy: HTTP ${status}`
       }),
       Effect.catchAll((reason) => Effect.succeed(`unreachable: ${reason}`)),
-      // The gateway is configured by its URL alone; whether it answers is the detail.
-      Effect.map((state) => ({ configured: true, detail: `${where}: ${state}` }))
+      // The gateway is configured by its URL alone; whether it answers is the detail, partly in
+      // the gateway's own words (its body, its error), so scrubbed too.
+      Effect.map((state) => ({ configured: true, detail: scrubText(`${where}: ${state}`) }))
     )
 
     return {

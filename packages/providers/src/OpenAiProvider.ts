@@ -7,7 +7,16 @@ import { Errors, type LlmRequest, type Usage } from "@tidyllm/core"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
 import { Effect, Either, Option, Predicate, Redacted, Ref, Stream, type Scope } from "effect"
 import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError, OpenAI } from "openai"
-import { causeChain, connectionCodes, connectionMessage, kindByStatus, socketCodes, stringProperty } from "./internal/errors.js"
+import {
+  causeChain,
+  connectionCodes,
+  connectionMessage,
+  kindByStatus,
+  scrubber,
+  scrubError,
+  socketCodes,
+  stringProperty
+} from "./internal/errors.js"
 
 /** Adapter options the app decides. */
 export interface Options {
@@ -339,21 +348,9 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         })
     )
 
-    // A server may echo the key (or the base URL's password) back in an error message.
-    const secrets = [apiKey, ...passwordsOf(options.baseUrl)].filter((s): s is string => s !== undefined && s.length >= 4)
-    const scrub = (e: Errors.ProviderError): Errors.ProviderError =>
-      secrets.some((s) => e.message.includes(s))
-        ? new Errors.ProviderError({
-          message: secrets.reduce((m, s) => m.split(s).join("[redacted]"), e.message),
-          provider: e.provider,
-          model: e.model,
-          kind: e.kind,
-          retryable: e.retryable,
-          ...(e.upstream_status === undefined ? {} : { upstream_status: e.upstream_status }),
-          ...(e.upstream_type === undefined ? {} : { upstream_type: e.upstream_type })
-        })
-        : e
-    const fail = (error: unknown, context: ErrorContext) => scrub(toProviderError(error, context))
+    // A server may echo the key (or the base URL's password) back in an error message: every
+    // failure of the three calls is scrubbed, inside their spans.
+    const scrub = scrubError(scrubber([apiKey, ...passwordsOf(options.baseUrl)]))
 
     const contextOf = (model: string): ErrorContext => ({ provider: name, model })
     const requireKey = (context: ErrorContext): Effect.Effect<void, Errors.ProviderError> =>
@@ -390,7 +387,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
       // Interruption aborts `signal`, which aborts the request (or the read of its body).
       const response = yield* Effect.tryPromise({
         try: (signal) => client.chat.completions.create(params, { signal }),
-        catch: (error) => fail(error, context)
+        catch: (error) => toProviderError(error, context)
       })
       const completion = yield* Effect.try({
         try: () => toCompletion(response),
@@ -398,7 +395,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
       })
       if (completion === undefined) return yield* Effect.fail(malformed(context, "the answer has no choices")(undefined))
       return completion
-    })
+    }, Effect.mapError(scrub))
 
     const stream = (call: LlmProvider.ProviderCall): Stream.Stream<LlmProvider.StreamEvent, Errors.ProviderError> => {
       const context = contextOf(call.model_id)
@@ -417,7 +414,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
               { ...params, stream: true, stream_options: { include_usage: true } },
               { signal: controller.signal }
             ),
-          catch: (error) => fail(error, context)
+          catch: (error) => toProviderError(error, context)
         })
         const seen = yield* Ref.make<Seen>({ finish: undefined, usage: undefined })
         const iterator = chunks[Symbol.asyncIterator]()
@@ -433,7 +430,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
               // Only the `[DONE]` line is missing: the answer is whole.
               s.finish !== undefined && s.usage !== undefined
                 ? Effect.fail(Option.none())
-                : Effect.fail(Option.some(fail(error, context))))
+                : Effect.fail(Option.some(toProviderError(error, context))))
         }))
         // The client ends its iterator quietly when the body just stops (and when it is aborted), so
         // the finish reason is what tells a whole answer from a truncated one.
@@ -468,7 +465,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
           Stream.flattenIterables,
           Stream.concat(ending)
         )
-      })).pipe(Stream.withSpan("OpenAiProvider.stream", { attributes: { provider: name, model: call.model_id } }))
+      })).pipe(Stream.mapError(scrub), Stream.withSpan("OpenAiProvider.stream", { attributes: { provider: name, model: call.model_id } }))
     }
 
     const embed = Effect.fn("OpenAiProvider.embed")(function*(call: LlmProvider.EmbedCall) {
@@ -483,7 +480,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
             encoding_format: "float",
             ...(call.dimensions === undefined ? {} : { dimensions: call.dimensions })
           }, { signal }),
-        catch: (error) => fail(error, context)
+        catch: (error) => toProviderError(error, context)
       })
       const embeddings = yield* Effect.try({
         try: () => toEmbeddings(response),
@@ -495,7 +492,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         )
       }
       return embeddings
-    })
+    }, Effect.mapError(scrub))
 
     const where = flavour === "openai"
       ? `OpenAI API at ${redactedUrl(options.baseUrl)}`

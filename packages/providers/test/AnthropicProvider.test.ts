@@ -409,7 +409,7 @@ describe("AnthropicProvider", () => {
         const error = yield* Effect.flip(provider.complete(call))
 
         expect(error).toMatchObject({ kind: "auth", retryable: false, upstream_status: 401, upstream_type: "authentication_error" })
-        expect(error.message).toContain("invalid credentials: Bearer [redacted]")
+        expect(error.message).toContain("invalid credentials: Bearer [REDACTED]")
         expect(error.message).not.toContain(apiKey)
       }))
   })

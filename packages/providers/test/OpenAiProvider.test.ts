@@ -479,7 +479,7 @@ describe("OpenAiProvider", () => {
 
         for (const e of [error, streamError]) {
           expect(e).toMatchObject({ kind: "auth", retryable: false, upstream_status: 401, upstream_type: "invalid_api_key" })
-          expect(e.message).toContain("Incorrect API key provided: Bearer [redacted]")
+          expect(e.message).toContain("Incorrect API key provided: Bearer [REDACTED]")
           expect(e.message).not.toContain(apiKey)
           expect(JSON.stringify(e)).not.toContain(apiKey)
         }

@@ -1,6 +1,11 @@
 /**
  * The `AgreementStore` port on SQL (`flow_agreements`, `agreement_decisions`, see
- * `sql/0002_agreements.sql` for the risk level and the decision's role).
+ * `sql/0002_agreements.sql` for the risk level and the decision's role, `sql/0004_keys_limits.sql`
+ * for the team).
+ *
+ * An agreement's team is a column (`NULL`: a workflow of no team). A scope with a team adds
+ * `team = $team` to every read, the locked read of a decision included, so another team's
+ * agreement is not found whichever way it is asked for.
  *
  * A decision is one transaction: the agreement row is locked (`SELECT … FOR UPDATE`), the pure
  * state machine (`FlowAgreement.decide`) runs on what the transaction sees, and the decision row
@@ -28,6 +33,7 @@ const AgreementRow = Schema.Struct({
   risk_level: FlowAgreement.RiskLevel,
   proposal: Schema.parseJson(),
   proposed_by: Schema.String,
+  team: Schema.NullOr(Schema.String),
   created_at: Schema.DateFromSelf,
   expires_at: Schema.DateFromSelf,
   decided_at: Schema.NullOr(Schema.DateFromSelf)
@@ -46,15 +52,22 @@ const DecisionRow = Schema.Struct({
 
 const Filter = Schema.Struct({
   workflow_id: Schema.optional(Schema.String),
+  team: Schema.optional(Schema.String),
   status: Schema.optional(FlowAgreement.Status),
   limit: Schema.Number,
   now: Schema.DateFromSelf
 })
 
-const AGREEMENT_COLUMNS = "id, workflow_id, status, risk_level, proposal::text AS proposal, proposed_by, created_at, expires_at, decided_at"
+const Lookup = Schema.Struct({
+  id: Schema.String,
+  team: Schema.optional(Schema.String)
+})
 
-const withDecisions = (row: AgreementRow, decisions: ReadonlyArray<FlowAgreement.Decision>): FlowAgreement.Agreement => ({
+const AGREEMENT_COLUMNS = "id, workflow_id, status, risk_level, proposal::text AS proposal, proposed_by, team, created_at, expires_at, decided_at"
+
+const withDecisions = ({ team, ...row }: AgreementRow, decisions: ReadonlyArray<FlowAgreement.Decision>): FlowAgreement.Agreement => ({
   ...row,
+  ...(team === null ? {} : { team }),
   decisions: decisions.filter((d) => d.agreement_id === row.id)
 })
 
@@ -65,15 +78,18 @@ export const make: Effect.Effect<AgreementStore.Service, never, SqlClient.SqlCli
 
   const findRow = (lock: boolean) =>
     SqlSchema.findOne({
-      Request: Schema.String,
+      Request: Lookup,
       Result: AgreementRow,
-      execute: (id) =>
-        lock
-          ? sql`SELECT ${sql.literal(AGREEMENT_COLUMNS)} FROM flow_agreements WHERE id = ${id} FOR UPDATE`
-          : sql`SELECT ${sql.literal(AGREEMENT_COLUMNS)} FROM flow_agreements WHERE id = ${id}`
+      execute: ({ id, team }) => {
+        const where = sql.and([sql`id = ${id}`, ...(team === undefined ? [] : [sql`team = ${team}`])])
+        return lock
+          ? sql`SELECT ${sql.literal(AGREEMENT_COLUMNS)} FROM flow_agreements WHERE ${where} FOR UPDATE`
+          : sql`SELECT ${sql.literal(AGREEMENT_COLUMNS)} FROM flow_agreements WHERE ${where}`
+      }
     })
   const findRowLocked = findRow(true)
   const findRowPlain = findRow(false)
+  const lookup = (id: string, scope: AgreementStore.Scope | undefined) => (scope?.team === undefined ? { id } : { id, team: scope.team })
 
   const decisionsOf = SqlSchema.findAll({
     Request: Schema.Array(Schema.String),
@@ -96,7 +112,11 @@ export const make: Effect.Effect<AgreementStore.Service, never, SqlClient.SqlCli
         : f.status === "expired"
         ? [sql`(status = 'expired' OR (status = 'proposed' AND expires_at <= ${f.now}))`]
         : [sql`status = ${f.status}`]
-      const where = [...(f.workflow_id === undefined ? [] : [sql`workflow_id = ${f.workflow_id}`]), ...status]
+      const where = [
+        ...(f.workflow_id === undefined ? [] : [sql`workflow_id = ${f.workflow_id}`]),
+        ...(f.team === undefined ? [] : [sql`team = ${f.team}`]),
+        ...status
+      ]
       const limit = Math.max(0, Math.min(MAX_LIST, Math.floor(f.limit)))
       return sql`SELECT ${sql.literal(AGREEMENT_COLUMNS)} FROM flow_agreements WHERE ${sql.and(where)}
         ORDER BY created_at DESC, id DESC LIMIT ${limit}`
@@ -117,9 +137,9 @@ export const make: Effect.Effect<AgreementStore.Service, never, SqlClient.SqlCli
   const create = (agreement: FlowAgreement.Agreement) =>
     sql.withTransaction(Effect.gen(function*() {
       const inserted = yield* sql<{ readonly id: string }>`
-        INSERT INTO flow_agreements (id, workflow_id, status, risk_level, proposal, proposed_by, created_at, expires_at, decided_at)
+        INSERT INTO flow_agreements (id, workflow_id, status, risk_level, proposal, proposed_by, team, created_at, expires_at, decided_at)
         VALUES (${agreement.id}, ${agreement.workflow_id}, ${agreement.status}, ${agreement.risk_level},
-          ${JSON.stringify(agreement.proposal ?? null)}::jsonb, ${agreement.proposed_by}, ${agreement.created_at},
+          ${JSON.stringify(agreement.proposal ?? null)}::jsonb, ${agreement.proposed_by}, ${agreement.team ?? null}, ${agreement.created_at},
           ${agreement.expires_at}, ${agreement.decided_at})
         ON CONFLICT (id) DO NOTHING RETURNING id`
       if (inserted.length === 0) return yield* conflict(agreement.id, `agreement ${agreement.id} already exists`)
@@ -127,10 +147,10 @@ export const make: Effect.Effect<AgreementStore.Service, never, SqlClient.SqlCli
       return agreement
     }))
 
-  const get = (id: Ids.AgreementId) =>
+  const get = (id: Ids.AgreementId, scope: AgreementStore.Scope | undefined) =>
     Effect.gen(function*() {
       const at = yield* now
-      const row = yield* findRowPlain(id)
+      const row = yield* findRowPlain(lookup(id, scope))
       if (Option.isNone(row)) return yield* AgreementStore.notFound(id)
       const decisions = yield* decisionsOf([id])
       return FlowAgreement.view(withDecisions(row.value, decisions), at)
@@ -141,6 +161,7 @@ export const make: Effect.Effect<AgreementStore.Service, never, SqlClient.SqlCli
       const at = yield* now
       const rows = yield* listRows({
         ...(filter.workflow_id === undefined ? {} : { workflow_id: filter.workflow_id }),
+        ...(filter.team === undefined ? {} : { team: filter.team }),
         ...(filter.status === undefined ? {} : { status: filter.status }),
         limit: filter.limit ?? AgreementStore.defaultListLimit,
         now: at
@@ -151,13 +172,13 @@ export const make: Effect.Effect<AgreementStore.Service, never, SqlClient.SqlCli
 
   type Refused = FlowAgreement.AgreementNotFound | FlowAgreement.DecisionError
 
-  const decide = (id: Ids.AgreementId, input: FlowAgreement.DecisionInput) =>
+  const decide = (id: Ids.AgreementId, input: FlowAgreement.DecisionInput, scope: AgreementStore.Scope | undefined) =>
     Effect.gen(function*() {
       const at = yield* now
       const decisionId = Ids.randomUuid()
       // The refusal travels out of the transaction as a value, so that an expiry it records commits.
       const outcome = yield* sql.withTransaction(Effect.gen(function*() {
-        const row = yield* findRowLocked(id)
+        const row = yield* findRowLocked(lookup(id, scope))
         if (Option.isNone(row)) return Either.left<Refused>(AgreementStore.notFound(id))
         const current = withDecisions(row.value, yield* decisionsOf([id]))
         const expired = FlowAgreement.expire(current, at)
@@ -186,7 +207,7 @@ export const make: Effect.Effect<AgreementStore.Service, never, SqlClient.SqlCli
     const ids = yield* sql<{ readonly id: string }>`UPDATE flow_agreements SET status = 'expired', decided_at = expires_at
       WHERE status = 'proposed' AND expires_at <= ${at} RETURNING id`
     if (ids.length === 0) return []
-    const rows = yield* Effect.forEach(ids, (r) => findRowPlain(r.id))
+    const rows = yield* Effect.forEach(ids, (r) => findRowPlain({ id: r.id }))
     const decisions = yield* decisionsOf(ids.map((r) => r.id))
     return rows.flatMap((row) =>
       Option.toArray(Option.map(row, (r): FlowAgreement.Transition => ({
@@ -201,9 +222,9 @@ export const make: Effect.Effect<AgreementStore.Service, never, SqlClient.SqlCli
   // Decoding our own rows fails only on a bug: that is a defect, not an outage.
   return AgreementStore.AgreementStore.of({
     create: (agreement) => create(agreement).pipe(orUnavailable(STORE), Effect.withSpan("PgAgreementStore.create")),
-    get: (id) => get(id).pipe(Effect.catchTag("ParseError", (e) => Effect.die(e)), orUnavailable(STORE), Effect.withSpan("PgAgreementStore.get")),
+    get: (id, scope) => get(id, scope).pipe(Effect.catchTag("ParseError", (e) => Effect.die(e)), orUnavailable(STORE), Effect.withSpan("PgAgreementStore.get")),
     list: (filter) => list(filter).pipe(Effect.catchTag("ParseError", (e) => Effect.die(e)), orUnavailable(STORE), Effect.withSpan("PgAgreementStore.list")),
-    decide: (id, input) => decide(id, input).pipe(Effect.catchTag("ParseError", (e) => Effect.die(e)), orUnavailable(STORE), Effect.withSpan("PgAgreementStore.decide")),
+    decide: (id, input, scope) => decide(id, input, scope).pipe(Effect.catchTag("ParseError", (e) => Effect.die(e)), orUnavailable(STORE), Effect.withSpan("PgAgreementStore.decide")),
     expireDue: expireDue.pipe(Effect.catchTag("ParseError", (e) => Effect.die(e)), orUnavailable(STORE), Effect.withSpan("PgAgreementStore.expireDue"))
   })
 })

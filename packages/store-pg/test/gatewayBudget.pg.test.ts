@@ -6,7 +6,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import { ModelCatalog, Money } from "@tidyllm/core"
-import { CorporateLlmGateway, LlmProviders } from "@tidyllm/corporate-llm"
+import { CorporateLlmGateway, LlmProviders, RateLimits } from "@tidyllm/corporate-llm"
 import { Context, Effect, Layer } from "effect"
 import { Migrator, PgAuditLog, PgBudgetLedger, PgClient } from "../src/index.js"
 import { freshDatabaseUrl } from "./harness.js"
@@ -23,12 +23,13 @@ describe("gateway #1 on Postgres under concurrency", () => {
           Layer.succeed(CorporateLlmGateway.Settings, {
             default_provider: "mock", budget_limit_daily_usd: Number(limitUsd), max_cost_per_request_usd: 1, audit_level: "hash",
             audit_durability: "sync", audit_retention_days: 365, require_reason: true, default_max_tokens: 16, default_model: "claude-3-sonnet",
-            reservation_ttl_seconds: 600, budget_slice_fraction: 0
+            reservation_ttl_seconds: 600, budget_slice_fraction: 0, teams: {}
           }),
           ModelCatalog.layer(),
           LlmProviders.layerMock({ latency_ms: 5 }),
           PgAuditLog.layer(),
-          PgBudgetLedger.layer({ instanceId: "test-replica" })
+          PgBudgetLedger.layer({ instanceId: "test-replica" }),
+          RateLimits.layerMemory
         ))),
         Layer.provideMerge(Migrator.layer(), db)
       ))

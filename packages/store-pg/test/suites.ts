@@ -6,13 +6,14 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { RateLimiter } from "@effect/experimental"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { expect, layer } from "@effect/vitest"
 import { Errors, Ids, Money } from "@tidyllm/core"
-import { AuditLog, BudgetLedger } from "@tidyllm/corporate-llm"
-import { Cause, Clock, Effect, Exit, Fiber, Layer, Metric, Option, Random, TestClock, TestContext } from "effect"
+import { ApiKeys, AuditLog, BudgetLedger } from "@tidyllm/corporate-llm"
+import { Cause, Clock, Duration, Effect, Exit, Fiber, Layer, Metric, Option, Random, TestClock, TestContext } from "effect"
 import { auditLogContract, entry as contractEntry, Hooks as AgreementHooks } from "../../corporate-llm/test/auditLogContract.js"
-import { AuditRetention, Migrator, PgAuditLog, PgBudgetLedger, PgWorkflowAudit } from "../src/index.js"
+import { AuditRetention, Migrator, PgApiKeys, PgAuditLog, PgBudgetLedger, PgRateLimiterStore, PgWorkflowAudit } from "../src/index.js"
 import { auditEntry, type FreshDatabase, migrated } from "./harness.js"
 
 const tempDir = Effect.acquireRelease(
@@ -658,4 +659,408 @@ export const allSuites = (engine: string, fresh: FreshDatabase) => {
   auditSuite(engine, fresh)
   budgetSuite(engine, fresh)
   auditQuerySuite(engine, fresh)
+}
+
+// ---------------------------------------------------------------------------------------------
+// API keys: one contract for the memory store and the SQL one (apiKeys.test.ts, apiKeys.pg.test.ts)
+
+const newKey = (over: Partial<ApiKeys.NewKey> = {}): ApiKeys.NewKey => {
+  const { hash, id } = ApiKeys.generate()
+  return { id, hash, role: "user", created_by: "cli", limits: {}, ...over }
+}
+
+/**
+ * Runs the `ApiKeys` contract against `store`. The suite shares one store, so each test works on
+ * teams of its own and counts active keys as a difference. It runs on the live clock: the memory
+ * store stamps `created_at` with `new Date()`; a few real milliseconds between creations give
+ * "newest first" an order.
+ */
+export const apiKeysContract = <E>(name: string, store: Layer.Layer<ApiKeys.ApiKeys, E>) =>
+  layer(store, { excludeTestServices: true, timeout: "60 seconds" })(`ApiKeys contract: ${name}`, (it) => {
+    it.effect("creates a key; get and findByHash return it; unknown ids and hashes find nothing", () =>
+      Effect.gen(function*() {
+        const keys = yield* ApiKeys.ApiKeys
+        const team = unique("team")
+        const expires_at = new Date(Date.UTC(2030, 0, 2, 3, 4, 5, 678))
+        const input = newKey({ name: "ci pipeline", team, role: "approver", created_by: "key:admin1", expires_at })
+        const before = Date.now()
+        const created = yield* keys.create(input)
+        const after = Date.now()
+        expect(created).toStrictEqual({
+          id: input.id,
+          name: "ci pipeline",
+          team,
+          role: "approver",
+          created_at: created.created_at,
+          created_by: "key:admin1",
+          expires_at,
+          limits: {}
+        })
+        expect(created.created_at.getTime()).toBeGreaterThanOrEqual(before)
+        expect(created.created_at.getTime()).toBeLessThanOrEqual(after)
+        expect(yield* keys.get(input.id)).toStrictEqual(Option.some(created))
+        expect(yield* keys.findByHash(input.hash)).toStrictEqual(Option.some(created))
+        expect(yield* keys.get(unique("missing"))).toStrictEqual(Option.none())
+        expect(yield* keys.findByHash(ApiKeys.hashSecret("tlk_nothing"))).toStrictEqual(Option.none())
+      }))
+
+    it.effect("a key without name, team, expiry or limits has none of those fields", () =>
+      Effect.gen(function*() {
+        const keys = yield* ApiKeys.ApiKeys
+        const input = newKey({ role: "admin", created_by: "config" })
+        const created = yield* keys.create(input)
+        expect(Object.keys(created).sort()).toEqual(["created_at", "created_by", "id", "limits", "role"])
+        expect(created.limits).toStrictEqual({})
+        expect(yield* keys.get(input.id)).toStrictEqual(Option.some(created))
+      }))
+
+    it.effect("limits round-trip, fractional dollars included", () =>
+      Effect.gen(function*() {
+        const keys = yield* ApiKeys.ApiKeys
+        const limits = { budget_daily_usd: 12.345, budget_monthly_usd: 0.000000001, requests_per_minute: 60, tokens_per_minute: 100_000 }
+        const full = newKey({ limits })
+        const partial = newKey({ limits: { budget_monthly_usd: 250.5, requests_per_minute: 1 } })
+        expect((yield* keys.create(full)).limits).toStrictEqual(limits)
+        expect((yield* keys.create(partial)).limits).toStrictEqual({ budget_monthly_usd: 250.5, requests_per_minute: 1 })
+        expect(Option.map(yield* keys.get(full.id), (k) => k.limits)).toStrictEqual(Option.some(limits))
+        expect(Option.map(yield* keys.findByHash(partial.hash), (k) => k.limits)).toStrictEqual(
+          Option.some({ budget_monthly_usd: 250.5, requests_per_minute: 1 })
+        )
+      }))
+
+    it.effect("a second key with the same id or the same secret hash fails with InvalidRequest on field id, storing nothing", () =>
+      Effect.gen(function*() {
+        const keys = yield* ApiKeys.ApiKeys
+        const team = unique("team")
+        const first = yield* keys.create(newKey({ team, name: "first" }))
+        const firstHash = newKey().hash
+        const original = yield* keys.create(newKey({ team, hash: firstHash }))
+        const sameId = failureOf(yield* Effect.exit(keys.create(newKey({ id: first.id, team, name: "second" }))))
+        expect(sameId?._tag).toBe("InvalidRequest")
+        expect(sameId?._tag === "InvalidRequest" ? sameId.field : undefined).toBe("id")
+        const sameHash = failureOf(yield* Effect.exit(keys.create(newKey({ hash: firstHash, team }))))
+        expect(sameHash?._tag).toBe("InvalidRequest")
+        expect(sameHash?._tag === "InvalidRequest" ? sameHash.field : undefined).toBe("id")
+        expect(yield* keys.get(first.id)).toStrictEqual(Option.some(first))
+        expect(yield* keys.findByHash(firstHash)).toStrictEqual(Option.some(original))
+        expect((yield* keys.list({ team })).length).toBe(2)
+      }))
+
+    it.effect("list: newest first, by team, revoked keys only when asked", () =>
+      Effect.gen(function*() {
+        const keys = yield* ApiKeys.ApiKeys
+        const [teamA, teamB] = [unique("team-a"), unique("team-b")]
+        const created: Array<ApiKeys.ApiKey> = []
+        for (const team of [teamA, teamB, teamA, teamA]) {
+          created.push(yield* keys.create(newKey({ team })))
+          yield* Effect.sleep("3 millis")
+        }
+        const [a1, b1, a2, a3] = created as [ApiKeys.ApiKey, ApiKeys.ApiKey, ApiKeys.ApiKey, ApiKeys.ApiKey]
+        const ids = (list: ReadonlyArray<ApiKeys.ApiKey>) => list.map((k) => k.id)
+        expect(ids(yield* keys.list({ team: teamA }))).toEqual([a3.id, a2.id, a1.id])
+        expect(ids(yield* keys.list({ team: teamB }))).toEqual([b1.id])
+        const all = ids(yield* keys.list({}))
+        expect(all.filter((id) => created.some((k) => k.id === id))).toEqual([a3.id, a2.id, b1.id, a1.id])
+
+        const revoked = yield* keys.revoke(a2.id, new Date())
+        expect(Option.map(revoked, (k) => k.id)).toStrictEqual(Option.some(a2.id))
+        expect(ids(yield* keys.list({ team: teamA }))).toEqual([a3.id, a1.id])
+        expect(ids(yield* keys.list({ team: teamA, include_revoked: false }))).toEqual([a3.id, a1.id])
+        const withRevoked = yield* keys.list({ team: teamA, include_revoked: true })
+        expect(ids(withRevoked)).toEqual([a3.id, a2.id, a1.id])
+        expect(withRevoked[1]).toStrictEqual(Option.getOrThrow(revoked))
+        expect(ids(yield* keys.list({})).includes(a2.id)).toBe(false)
+        expect(yield* keys.list({ team: unique("nobody") })).toEqual([])
+      }))
+
+    it.effect("revoke keeps the first time; an unknown id revokes nothing", () =>
+      Effect.gen(function*() {
+        const keys = yield* ApiKeys.ApiKeys
+        const key = yield* keys.create(newKey({ limits: { requests_per_minute: 5 } }))
+        const first = new Date(Date.UTC(2026, 4, 1, 12, 0, 0, 123))
+        const once = yield* keys.revoke(key.id, first)
+        expect(once).toStrictEqual(Option.some({ ...key, revoked_at: first }))
+        const twice = yield* keys.revoke(key.id, new Date(first.getTime() + 60_000))
+        expect(twice).toStrictEqual(once)
+        expect(yield* keys.get(key.id)).toStrictEqual(once)
+        expect(yield* keys.revoke(unique("missing"), first)).toStrictEqual(Option.none())
+      }))
+
+    it.effect("countActive counts keys neither revoked nor expired at the given time", () =>
+      Effect.gen(function*() {
+        const keys = yield* ApiKeys.ApiKeys
+        const t = Date.UTC(2031, 0, 1)
+        const at = (offsetMs: number) => new Date(t + offsetMs)
+        const instants = [at(-1), at(0), at(30 * 60_000), at(2 * 3_600_000)]
+        // The store is shared with the other tests: count the difference our keys make.
+        const base = yield* Effect.forEach(instants, keys.countActive)
+        yield* keys.create(newKey())
+        yield* keys.create(newKey({ expires_at: at(3_600_000) }))
+        yield* keys.create(newKey({ expires_at: at(0) }))
+        const revokedLater = yield* keys.create(newKey())
+        yield* keys.revoke(revokedLater.id, at(30 * 60_000))
+        const revokedNow = yield* keys.create(newKey({ expires_at: at(10 * 3_600_000) }))
+        yield* keys.revoke(revokedNow.id, new Date())
+        const counts = yield* Effect.forEach(instants, keys.countActive)
+        // Just before t: all but the key revoked now; at t the key expiring at t is gone; the
+        // revocation counts from its own instant on; after 2 h only the key with no end is left.
+        expect(counts.map((n, i) => n - base[i]!)).toEqual([4, 3, 2, 1])
+      }))
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Rate limits (rateLimiter.test.ts, rateLimiter.pg.test.ts)
+
+const exceeded = <A>(exit: Exit.Exit<A, RateLimiter.RateLimiterError>) => {
+  const error = failureOf(exit)
+  return error instanceof RateLimiter.RateLimitExceeded ? error : undefined
+}
+
+const counterRow = (key: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql<{ readonly count: string }>`SELECT count::text AS count FROM rate_limit_counters WHERE key = ${key}`.pipe(
+      Effect.map((rows) => rows.map((r) => Number(r.count)))
+    ))
+
+/**
+ * `RateLimiter.make` over `PgRateLimiterStore` on a migrated database of `fresh`. The store uses
+ * the database's clock, which no TestClock reaches: the expiry tests sleep for real, on windows
+ * of a few hundred milliseconds.
+ */
+export const rateLimiterSuite = (engine: string, fresh: FreshDatabase) => {
+  const store = Layer.provideMerge(PgRateLimiterStore.layer, migrated(fresh))
+  layer(Layer.orDie(Layer.provideMerge(RateLimiter.layer, store)), { excludeTestServices: true, timeout: "60 seconds" })(
+    `PgRateLimiterStore (${engine})`,
+    (it) => {
+      it.effect("limit 5 per minute: five takes succeed, the sixth fails with a retry-after within the minute and adds nothing", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter.RateLimiter
+          const key = unique("rpm")
+          const consume = limiter.consume({ key, limit: 5, window: "1 minute" })
+          const results = yield* Effect.forEach([1, 2, 3, 4, 5], () => consume)
+          expect(results.map((r) => r.remaining)).toEqual([4, 3, 2, 1, 0])
+          expect(results.every((r) => Duration.isZero(r.delay))).toBe(true)
+          // Each take adds window / limit to the counter's life: after five, it ends a minute from now.
+          const reset = Duration.toMillis(results[4]!.resetAfter)
+          expect(reset).toBeGreaterThan(50_000)
+          expect(reset).toBeLessThanOrEqual(60_000)
+
+          const sixth = exceeded(yield* Effect.exit(consume))
+          expect(sixth?.key).toBe(key)
+          expect(sixth?.limit).toBe(5)
+          const retry = sixth === undefined ? -1 : Duration.toMillis(sixth.retryAfter)
+          expect(retry).toBeGreaterThan(0)
+          expect(retry).toBeLessThanOrEqual(60_000)
+          expect(yield* counterRow(key)).toEqual([5])
+        }))
+
+      it.effect("keys are independent", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter.RateLimiter
+          const [a, b] = [unique("a"), unique("b")]
+          const consume = (key: string) => Effect.exit(limiter.consume({ key, limit: 2, window: "1 minute" }))
+          const outcomes = yield* Effect.forEach([a, a, a, b, b, b], consume)
+          expect(outcomes.map((e) => Exit.isSuccess(e))).toEqual([true, true, false, true, true, false])
+          expect(yield* counterRow(a)).toEqual([2])
+          expect(yield* counterRow(b)).toEqual([2])
+        }))
+
+      it.effect("onExceeded delay adds every take, past the limit too, and tells the later ones to wait", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter.RateLimiter
+          const key = unique("delay")
+          const results = yield* Effect.forEach([1, 2, 3, 4, 5, 6, 7], () =>
+            limiter.consume({ key, limit: 5, window: "1 minute", onExceeded: "delay" }))
+          expect(results.slice(0, 5).every((r) => Duration.isZero(r.delay))).toBe(true)
+          const sixth = Duration.toMillis(results[5]!.delay)
+          expect(sixth).toBeGreaterThan(50_000)
+          expect(sixth).toBeLessThanOrEqual(60_000)
+          expect(results[6]!.remaining).toBe(-2)
+          expect(yield* counterRow(key)).toEqual([7])
+        }))
+
+      it.effect("tokens: a take of several units counts them all and is refused whole when they do not fit", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter.RateLimiter
+          const key = unique("tpm")
+          const consume = (tokens: number) => Effect.exit(limiter.consume({ key, limit: 1_000, window: "1 minute", tokens }))
+          expect(Exit.isSuccess(yield* consume(600))).toBe(true)
+          expect(exceeded(yield* consume(401))?.limit).toBe(1_000)
+          expect(Exit.isSuccess(yield* consume(400))).toBe(true)
+          expect(yield* counterRow(key)).toEqual([1_000])
+        }))
+
+      it.effect("the store itself: count and time to live as the Redis store reports them", () =>
+        Effect.gen(function*() {
+          const store = yield* RateLimiter.RateLimiterStore
+          const key = unique("raw")
+          const take = (tokens: number, limit: number | undefined) =>
+            store.fixedWindow({ key, tokens, refillRate: Duration.seconds(10), limit })
+          const near = (ms: number, expected: number) => expect(Math.abs(ms - expected)).toBeLessThan(2_000)
+
+          const [c1, t1] = yield* take(3, 5)
+          expect(c1).toBe(3)
+          near(t1, 30_000)
+          // Over the limit: the count it would reach, the time to live unchanged.
+          const [c2, t2] = yield* take(3, 5)
+          expect(c2).toBe(6)
+          near(t2, 30_000)
+          // No limit: always added, and the life grows by refill × tokens.
+          const [c3, t3] = yield* take(3, undefined)
+          expect(c3).toBe(6)
+          near(t3, 60_000)
+          expect(yield* counterRow(key)).toEqual([6])
+        }))
+
+      it.effect("50 concurrent takes against a limit of 20 on one key: exactly 20 succeed, on a new key and on a used one", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter.RateLimiter
+          for (const used of [false, true]) {
+            const key = unique("burst")
+            const consume = Effect.exit(limiter.consume({ key, limit: 20, window: "1 minute" }))
+            if (used) expect(Exit.isSuccess(yield* consume)).toBe(true)
+            const outcomes = yield* Effect.all(Array.from({ length: used ? 49 : 50 }, () => consume), { concurrency: "unbounded" })
+            const succeeded = outcomes.filter(Exit.isSuccess).length + (used ? 1 : 0)
+            expect(succeeded).toBe(20)
+            expect(outcomes.filter((e) => exceeded(e) !== undefined).length).toBe(30)
+            expect(yield* counterRow(key)).toEqual([20])
+          }
+        }))
+
+      it.effect("first takes racing on new keys with a limit of 1: exactly one per key succeeds, the others are refused", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter.RateLimiter
+          // Refusals whose statement began before the winner's insert committed see no row in their
+          // snapshot: the store must still report them as refusals, not as failures or successes.
+          for (let round = 0; round < 10; round++) {
+            const key = unique("first")
+            const outcomes = yield* Effect.all(
+              Array.from({ length: 10 }, () => Effect.exit(limiter.consume({ key, limit: 1, window: "1 minute" }))),
+              { concurrency: "unbounded" }
+            )
+            expect(outcomes.filter(Exit.isSuccess).length).toBe(1)
+            expect(outcomes.filter((e) => exceeded(e) !== undefined).length).toBe(9)
+            expect(yield* counterRow(key)).toEqual([1])
+          }
+        }))
+
+      it.effect("a window ends: after its time to live the counter restarts, and purgeExpired deletes what has ended", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter.RateLimiter
+          const [key, other] = [unique("short"), unique("long")]
+          const consume = Effect.exit(limiter.consume({ key, limit: 2, window: "200 millis" }))
+          expect(Exit.isSuccess(yield* consume)).toBe(true)
+          expect(Exit.isSuccess(yield* consume)).toBe(true)
+          const refused = exceeded(yield* consume)
+          const wait = refused === undefined ? -1 : Duration.toMillis(refused.retryAfter)
+          expect(wait).toBeGreaterThan(0)
+          expect(wait).toBeLessThanOrEqual(200)
+          yield* limiter.consume({ key: other, limit: 2, window: "1 minute" })
+
+          yield* Effect.sleep(Duration.millis(wait + 50))
+          const again = yield* consume
+          expect(Exit.isSuccess(again) ? again.value.remaining : undefined).toBe(1)
+          expect(yield* counterRow(key)).toEqual([1])
+
+          yield* Effect.sleep("150 millis")
+          expect(yield* PgRateLimiterStore.purgeExpired).toBeGreaterThanOrEqual(1)
+          expect(yield* counterRow(key)).toEqual([])
+          expect(yield* counterRow(other)).toEqual([1])
+          expect(yield* PgRateLimiterStore.purgeExpired).toBe(0)
+        }))
+
+      it.effect("token buckets are refused with a RateLimitStoreError that says so", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter.RateLimiter
+          const error = failureOf(yield* Effect.exit(limiter.consume({ key: unique("tb"), limit: 5, window: "1 minute", algorithm: "token-bucket" })))
+          expect(error?.reason).toBe("StoreError")
+          expect(error?.message).toMatch(/not supported by the Postgres/)
+        }))
+    }
+  )
+
+  layer(Layer.provideMerge(PgRateLimiterStore.layer, fresh), { excludeTestServices: true, timeout: "60 seconds" })(
+    `PgRateLimiterStore (${engine}, no schema)`,
+    (it) => {
+      it.effect("a database failure is a RateLimitStoreError", () =>
+        Effect.gen(function*() {
+          const store = yield* RateLimiter.RateLimiterStore
+          const error = failureOf(yield* Effect.exit(store.fixedWindow({ key: "k", tokens: 1, refillRate: Duration.seconds(1), limit: 5 })))
+          expect(error?._tag).toBe("RateLimiterError")
+          expect(error?.reason).toBe("StoreError")
+          expect(error?.message).toMatch(/rate_limit_counters/)
+          const purge = failureOf(yield* Effect.exit(PgRateLimiterStore.purgeExpired))
+          expect(purge?.reason).toBe("StoreError")
+        }))
+    }
+  )
+}
+
+/** What is particular to the SQL key store: rows of older schemas, the exact decimals, failures. */
+export const pgApiKeysSuite = (engine: string, fresh: FreshDatabase) => {
+  layer(Layer.orDie(Layer.provideMerge(PgApiKeys.layer, migrated(fresh))), { excludeTestServices: true, timeout: "60 seconds" })(
+    `PgApiKeys (${engine})`,
+    (it) => {
+      it.effect("a row written before 0004 reads as a key created by 'unknown' with no limits; roles are checked", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const keys = yield* ApiKeys.ApiKeys
+          yield* sql`INSERT INTO api_keys (id, hash, team, role) VALUES ('old1', 'old-hash', 'team-old', 'compliance')`
+          const old = yield* keys.findByHash("old-hash")
+          expect(Option.map(old, ({ created_at: _, ...k }) => k)).toStrictEqual(
+            Option.some({ id: "old1", team: "team-old", role: "compliance", created_by: "unknown", limits: {} })
+          )
+          const bad = yield* Effect.exit(sql`INSERT INTO api_keys (id, hash, role) VALUES ('bad1', 'bad-hash', 'root')`)
+          expect(Exit.isFailure(bad)).toBe(true)
+        }))
+
+      it.effect("dollars are stored exactly as numeric(20, 9); limits out of range are an InvalidRequest", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const keys = yield* ApiKeys.ApiKeys
+          const key = yield* keys.create(newKey({ limits: { budget_daily_usd: 12.345, budget_monthly_usd: 1234.000000001 } }))
+          const [row] = yield* sql<{ readonly d: string; readonly m: string }>`
+            SELECT budget_daily_usd::text AS d, budget_monthly_usd::text AS m FROM api_keys WHERE id = ${key.id}`
+          expect(row).toEqual({ d: "12.345000000", m: "1234.000000001" })
+          const huge = failureOf(yield* Effect.exit(keys.create(newKey({ limits: { budget_daily_usd: 1e12 } }))))
+          expect(huge?._tag).toBe("InvalidRequest")
+          expect(huge?._tag === "InvalidRequest" ? huge.field : undefined).toBe("limits")
+        }))
+
+      it.effect("0004's indexes and the agreement team column exist", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const indexes = yield* sql<{ readonly indexname: string }>`
+            SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND indexname IN (
+              'api_keys_team_created_at_idx', 'flow_agreements_team_created_at_idx', 'rate_limit_counters_expires_at_idx',
+              'llm_audit_log_key_created_at_id_idx') ORDER BY indexname`
+          expect(indexes.map((i) => i.indexname)).toEqual([
+            "api_keys_team_created_at_idx", "flow_agreements_team_created_at_idx", "llm_audit_log_key_created_at_id_idx",
+            "rate_limit_counters_expires_at_idx"
+          ])
+          const [team] = yield* sql<{ readonly is_nullable: string }>`
+            SELECT is_nullable FROM information_schema.columns WHERE table_name = 'flow_agreements' AND column_name = 'team'`
+          expect(team?.is_nullable).toBe("YES")
+        }))
+    }
+  )
+
+  layer(Layer.provideMerge(PgApiKeys.layer, fresh), { excludeTestServices: true, timeout: "60 seconds" })(
+    `PgApiKeys (${engine}, no schema)`,
+    (it) => {
+      it.effect("a database failure is StoreUnavailable on every method", () =>
+        Effect.gen(function*() {
+          const keys = yield* ApiKeys.ApiKeys
+          const errors = yield* Effect.forEach([
+            keys.create(newKey()),
+            keys.get("k"),
+            keys.findByHash("h"),
+            keys.list({}),
+            keys.revoke("k", new Date()),
+            keys.countActive(new Date())
+          ], (e: Effect.Effect<unknown, Errors.InvalidRequest | Errors.StoreUnavailable>) => Effect.map(Effect.exit(e), failureOf))
+          expect(errors.map((e) => e?._tag)).toEqual(Array(6).fill("StoreUnavailable"))
+        }))
+    }
+  )
 }

@@ -7,8 +7,17 @@
  * Every agreement transition (proposed, an approval recorded, approved, rejected, expired) and
  * every refused decision is written to the workflow audit log under the workflow's key
  * (`workflows/{id}/`), beside the session manager's own rows for the versions.
+ *
+ * Teams: a caller with a team (`Caller.team`, from its API key) works in its team's namespace
+ * only. Its workflows live under `{versions prefix}teams/{team}/{id}/` (`v{n}.json`,
+ * `current.json`), so two teams may each keep a workflow `payments`; its agreements carry the
+ * team, and another team's workflow or agreement reads as not found. A caller with no team (an
+ * admin or compliance key, or open mode) keeps today's keys, `{versions prefix}{id}/`, and sees
+ * every team's workflows in the listing and every team's agreements. A workflow id cannot contain
+ * a `/`, so no teamless id reaches into `teams/…` (a teamless workflow named `teams` keeps its own
+ * `v{n}.json` beside the team folders, which no listing mistakes for one another).
  */
-import { Clock, Context, Effect, Either, Layer, Option, Schema } from "effect"
+import { Clock, Context, Effect, Either, Layer, Option, Schema, SynchronizedRef } from "effect"
 import { AiProcessingGateway } from "@tidyllm/ai-processing"
 import { Caller, Errors, Ids, ModelCatalog } from "@tidyllm/core"
 import type { Config, LlmRequest } from "@tidyllm/core"
@@ -206,8 +215,15 @@ export interface StoredWorkflow {
 /** One stored workflow in a listing. */
 export interface WorkflowSummary {
   readonly workflow_id: string
+  /** The team whose workflow it is; absent for a workflow of no team. */
+  readonly team?: string | undefined
   readonly versions: ReadonlyArray<number>
   readonly current: number | null
+}
+
+/** Which team's namespace a teamless caller addresses. */
+export interface WorkflowScope {
+  readonly team?: string | undefined
 }
 
 /** The outcome of a decision. */
@@ -237,9 +253,15 @@ export interface Service {
   readonly storeWorkflow: (
     id: string, definition: unknown, context: CallContext
   ) => Effect.Effect<UnifiedSessionManager.StoredVersion, ProcessError>
-  /** A stored version (default: the current one). */
-  readonly getWorkflow: (id: string, version: number | undefined, context: CallContext) => Effect.Effect<StoredWorkflow, ProcessError>
-  /** The stored workflows with their versions. */
+  /**
+   * A stored version (default: the current one), in the caller's team. A caller with no team may
+   * name the team whose workflow it reads (`options.team`); for a caller with a team, another
+   * team's workflow is not found.
+   */
+  readonly getWorkflow: (
+    id: string, version: number | undefined, context: CallContext, options?: WorkflowScope
+  ) => Effect.Effect<StoredWorkflow, ProcessError>
+  /** The stored workflows with their versions: the caller's team's, or (no team) every workflow, each team's named. */
   readonly listWorkflows: (context: CallContext) => Effect.Effect<ReadonlyArray<WorkflowSummary>, ProcessError>
   /** Agreements, newest first (overdue proposals are expired, and audited, first). */
   readonly listAgreements: (filter: AgreementStore.ListFilter, context: CallContext) => Effect.Effect<ReadonlyArray<AgreementJson>, Errors.StoreUnavailable>
@@ -265,9 +287,27 @@ const bytesOf = (u: unknown): number => {
   return text === undefined ? 0 : utf8.encode(text).length
 }
 
-/** The identity an agreement records and compares (proposer ≠ approver): the user, else the key. */
+/**
+ * The identity an agreement records and compares (proposer ≠ approver): the API key when the
+ * request was authenticated with one (the user header beside it is only asserted by the caller,
+ * so switching it must not make a second person), else the user (open mode).
+ */
 export const actorOf = (caller: Caller.Caller): string | undefined =>
-  caller.user_id !== undefined ? `user:${caller.user_id}` : caller.key_id !== undefined ? `key:${caller.key_id}` : undefined
+  caller.key_id !== undefined ? `key:${caller.key_id}` : caller.user_id !== undefined ? `user:${caller.user_id}` : undefined
+
+/** A team name as it may appear in a storage key: 1-64 letters, digits, `.`, `_`, `-`, not starting with `.`. */
+export const TEAM_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/
+
+/** The folder under the versions prefix that holds one folder per team. */
+export const TEAMS_FOLDER = "teams/"
+
+const VERSION_FILE = /^v[1-9][0-9]{0,8}\.json$/
+
+/** Who made an audited agreement event, for the row's detail. */
+const callerDetail = (caller: Caller.Caller): WorkflowAudit.Detail => ({
+  caller_key_id: caller.key_id ?? null,
+  caller_team: caller.team ?? null
+})
 
 const auditContext = (context: CallContext, reason: string | undefined): UnifiedSessionManager.AuditContext => ({
   actor: Caller.describe(context.caller),
@@ -304,8 +344,35 @@ export const make = Effect.gen(function*() {
   const audit = yield* WorkflowAudit.WorkflowAudit
   const agreements = yield* AgreementStore.AgreementStore
   const catalog = yield* ModelCatalog.ModelCatalog
+  const objects = yield* ObjectStore.ObjectStore
 
-  const workflowKey = (id: string) => `${sm.versionsPrefix}${id}/`
+  const teamsPrefix = `${sm.versionsPrefix}${TEAMS_FOLDER}`
+  const prefixOf = (team: string | undefined) => (team === undefined ? sm.versionsPrefix : `${teamsPrefix}${team}/`)
+  const workflowKey = (team: string | undefined, id: string) => `${prefixOf(team)}${id}/`
+
+  // One session manager per team, over the same object store and audit, rooted at the team's
+  // folder: it keeps its own per-workflow locks, so it is made once and kept (teams are few).
+  const teamSessions = yield* SynchronizedRef.make<ReadonlyMap<string, UnifiedSessionManager.Service>>(new Map())
+
+  /** The session manager of `team`'s namespace (the shared one for no team); refuses a team name that is no key segment. */
+  const sessionsOf = (team: string | undefined): Effect.Effect<UnifiedSessionManager.Service, Errors.InvalidRequest> => {
+    if (team === undefined) return Effect.succeed(sm)
+    if (!TEAM_NAME.test(team)) {
+      return Effect.fail(new Errors.InvalidRequest({
+        message: "the caller's team cannot name a workflow folder: a team is 1-64 letters, digits, '.', '_' or '-', not starting with '.'",
+        field: "team"
+      }))
+    }
+    return SynchronizedRef.modifyEffect(teamSessions, (made) => {
+      const found = made.get(team)
+      if (found !== undefined) return Effect.succeed([found, made] as const)
+      return UnifiedSessionManager.make({ versionsPrefix: prefixOf(team) }).pipe(
+        Effect.provideService(ObjectStore.ObjectStore, objects),
+        Effect.provideService(WorkflowAudit.WorkflowAudit, audit),
+        Effect.map((created) => [created, new Map(made).set(team, created)] as const)
+      )
+    })
+  }
 
   const optionsFor = (level: Optimize.Level): Analyze.Options => ({
     catalog,
@@ -343,14 +410,21 @@ export const make = Effect.gen(function*() {
         id: Ids.randomUuid(),
         created_at: new Date(now),
         operation,
-        key: workflowKey(agreement.workflow_id),
+        key: workflowKey(agreement.team, agreement.workflow_id),
         actor,
         reason,
-        detail: { agreement_id: agreement.id, workflow_id: agreement.workflow_id, risk_level: agreement.risk_level, status: agreement.status, ...detail }
+        detail: {
+          agreement_id: agreement.id,
+          workflow_id: agreement.workflow_id,
+          team: agreement.team ?? null,
+          risk_level: agreement.risk_level,
+          status: agreement.status,
+          ...detail
+        }
       })
     })
 
-  const recordTransition = (t: FlowAgreement.Transition, actor: string, reason: string | null, requestId: string | undefined) => {
+  const recordTransition = (t: FlowAgreement.Transition, actor: string, reason: string | null, requestId: string | undefined, caller?: Caller.Caller) => {
     const operation = t.to === "approved"
       ? "agreement_approved"
       : t.to === "rejected"
@@ -362,6 +436,7 @@ export const make = Effect.gen(function*() {
       from: t.from,
       to: t.to,
       ...(requestId === undefined ? {} : { request_id: requestId }),
+      ...(caller === undefined ? {} : callerDetail(caller)),
       ...(t.decision === undefined ? {} : { decision: t.decision.decision, decided_by: t.decision.decided_by, role: t.decision.role, decision_id: t.decision.id }),
       ...(t.to === "expired" ? { expires_at: t.agreement.expires_at.toISOString() } : {})
     })
@@ -380,7 +455,8 @@ export const make = Effect.gen(function*() {
       if (request.workflow_id === undefined) {
         return yield* new Errors.InvalidRequest({ message: "give the definition as `workflow`, or a stored workflow's `workflow_id`", field: "workflow" })
       }
-      const stored = yield* sm.getVersion(auditContext(context, reason), request.workflow_id, request.version)
+      const sessions = yield* sessionsOf(context.caller.team)
+      const stored = yield* sessions.getVersion(auditContext(context, reason), request.workflow_id, request.version)
       return { input: stored.data, version: stored.version }
     })
 
@@ -425,14 +501,16 @@ export const make = Effect.gen(function*() {
   ) =>
     Effect.gen(function*() {
       const ctx = auditContext(context, reason)
-      let versions = yield* sm.listVersions(ctx, workflowId)
+      const team = context.caller.team
+      const sessions = yield* sessionsOf(team)
+      let versions = yield* sessions.listVersions(ctx, workflowId)
       if (versions.current === null) {
         // The baseline the proposal is compared against: the definition as given.
-        yield* sm.putVersion(ctx, workflowId, original, { makeCurrent: true })
-        versions = yield* sm.listVersions(ctx, workflowId)
+        yield* sessions.putVersion(ctx, workflowId, original, { makeCurrent: true })
+        versions = yield* sessions.listVersions(ctx, workflowId)
       }
       const base = versions.current
-      const stored = yield* sm.putVersion(ctx, workflowId, Workflow.encode(result.definition), { makeCurrent: !gated })
+      const stored = yield* sessions.putVersion(ctx, workflowId, Workflow.encode(result.definition), { makeCurrent: !gated })
       const storedResult: StoredResult = { workflow_id: workflowId, version: stored.version, current: stored.current, base_version: base }
       if (!gated) return { stored: storedResult, agreement: undefined }
       const proposedBy = actorOf(context.caller) ?? "anonymous"
@@ -448,12 +526,19 @@ export const make = Effect.gen(function*() {
       }
       const proposed = yield* FlowAgreement.propose(
         // Without a required risk assessment every proposal needs the base approval (one approver).
-        { workflow_id: workflowId, risk_level: settings.risk_assessment_required ? risk.level : "low", proposal: Schema.encodeSync(Proposal)(proposal), proposed_by: proposedBy },
+        {
+          workflow_id: workflowId,
+          risk_level: settings.risk_assessment_required ? risk.level : "low",
+          proposal: Schema.encodeSync(Proposal)(proposal),
+          proposed_by: proposedBy,
+          ...(team === undefined ? {} : { team })
+        },
         { approval_timeout_days: settings.approval_timeout_days }
       )
       const agreement = yield* agreements.create(proposed)
       yield* record("agreement_proposed", agreement, Caller.describe(context.caller), reason, {
         request_id: context.request_id,
+        ...callerDetail(context.caller),
         proposed_by: proposedBy,
         version: stored.version,
         base_version: base,
@@ -578,29 +663,74 @@ export const make = Effect.gen(function*() {
     if (Option.isNone(validated.definition) || Validate.hasStructuralErrors(validated.issues)) {
       return yield* new Analyze.InvalidWorkflow({ message: "the workflow is not valid; nothing was stored", issues: validated.issues })
     }
-    return yield* sm.putVersion(auditContext(context, nonEmpty(context.reason)), id, definition, { makeCurrent: true })
+    const sessions = yield* sessionsOf(context.caller.team)
+    return yield* sessions.putVersion(auditContext(context, nonEmpty(context.reason)), id, definition, { makeCurrent: true })
   })
 
-  const getWorkflow = Effect.fn("WorkflowOptimizerGateway.getWorkflow")(function*(id: string, version: number | undefined, context: CallContext) {
-    const v = yield* sm.getVersion(auditContext(context, nonEmpty(context.reason)), id, version)
+  const getWorkflow = Effect.fn("WorkflowOptimizerGateway.getWorkflow")(function*(
+    id: string, version: number | undefined, context: CallContext, options: WorkflowScope = {}
+  ) {
+    const own = context.caller.team
+    if (own !== undefined && options.team !== undefined && options.team !== own) {
+      // The same answer as for a workflow that does not exist: another team's is not to be seen.
+      return yield* new UnifiedSessionManager.WorkflowNotFound({ message: `workflow ${id} has no current version`, key: `${workflowKey(own, id)}current.json` })
+    }
+    const sessions = yield* sessionsOf(own ?? options.team)
+    const v = yield* sessions.getVersion(auditContext(context, nonEmpty(context.reason)), id, version)
     return { workflow_id: v.workflow_id, version: v.version, current: v.current, definition: v.data } satisfies StoredWorkflow
   })
 
+  /** The workflows of one namespace with their versions. */
+  const summaries = (sessions: UnifiedSessionManager.Service, ctx: UnifiedSessionManager.AuditContext, team: string | undefined, ids: ReadonlyArray<string>) =>
+    Effect.forEach(ids, (id) =>
+      Effect.map(sessions.listVersions(ctx, id), (v): WorkflowSummary => ({
+        workflow_id: id,
+        ...(team === undefined ? {} : { team }),
+        versions: v.versions,
+        current: v.current
+      })))
+
+  /** Every team's versioned workflows, as (team, id) pairs sorted by team, then id, from one listing of the teams folder. */
+  const teamWorkflows = (ctx: UnifiedSessionManager.AuditContext) =>
+    Effect.map(sm.listWorkflows(ctx, teamsPrefix), (keys) => {
+      const byTeam = new Map<string, Set<string>>()
+      for (const key of keys) {
+        const [team, id, file, ...rest] = key.slice(teamsPrefix.length).split("/")
+        if (team === undefined || id === undefined || file === undefined || rest.length > 0) continue
+        if (!TEAM_NAME.test(team) || !UnifiedSessionManager.WORKFLOW_ID.test(id) || !VERSION_FILE.test(file)) continue
+        byTeam.set(team, (byTeam.get(team) ?? new Set<string>()).add(id))
+      }
+      return [...byTeam.keys()].sort().map((team) => [team, [...(byTeam.get(team) ?? [])].sort()] as const)
+    })
+
   const listWorkflows = Effect.fn("WorkflowOptimizerGateway.listWorkflows")(function*(context: CallContext) {
     const ctx = auditContext(context, nonEmpty(context.reason))
-    const ids = yield* sm.listVersionedWorkflows(ctx)
-    return yield* Effect.forEach(ids, (id) => Effect.map(sm.listVersions(ctx, id), (v): WorkflowSummary => ({ workflow_id: id, versions: v.versions, current: v.current })))
+    const team = context.caller.team
+    if (team !== undefined) {
+      const sessions = yield* sessionsOf(team)
+      return yield* summaries(sessions, ctx, team, yield* sessions.listVersionedWorkflows(ctx))
+    }
+    const own = yield* summaries(sm, ctx, undefined, yield* sm.listVersionedWorkflows(ctx))
+    const teams = yield* Effect.forEach(yield* teamWorkflows(ctx), ([t, ids]) =>
+      Effect.flatMap(sessionsOf(t), (sessions) => summaries(sessions, ctx, t, ids)))
+    return [...own, ...teams.flat()]
   })
 
-  const listAgreements = Effect.fn("WorkflowOptimizerGateway.listAgreements")(function*(filter: AgreementStore.ListFilter, _context: CallContext) {
+  /** What a caller may see of the agreements: its team's, or (no team) every one. */
+  const scopeOf = (context: CallContext): AgreementStore.Scope => (context.caller.team === undefined ? {} : { team: context.caller.team })
+
+  const listAgreements = Effect.fn("WorkflowOptimizerGateway.listAgreements")(function*(filter: AgreementStore.ListFilter, context: CallContext) {
     yield* sweep
-    return (yield* agreements.list(filter)).map(encodeAgreement)
+    const own = context.caller.team
+    // A teamless caller may narrow the list to one team; a team caller asking for another team's gets none.
+    if (own !== undefined && filter.team !== undefined && filter.team !== own) return []
+    return (yield* agreements.list({ ...filter, team: own ?? filter.team })).map(encodeAgreement)
   })
 
-  const getAgreement = Effect.fn("WorkflowOptimizerGateway.getAgreement")(function*(id: string, _context: CallContext) {
+  const getAgreement = Effect.fn("WorkflowOptimizerGateway.getAgreement")(function*(id: string, context: CallContext) {
     yield* sweep
     const agreementId = yield* Schema.decodeUnknown(Ids.AgreementId)(id).pipe(Effect.mapError(() => AgreementStore.notFound(id)))
-    return encodeAgreement(yield* agreements.get(agreementId))
+    return encodeAgreement(yield* agreements.get(agreementId, scopeOf(context)))
   })
 
   /**
@@ -608,13 +738,13 @@ export const make = Effect.gen(function*() {
    * current version has moved since (another proposal was approved, or a new version stored),
    * approving would silently undo that change, so it is refused and must be proposed again.
    */
-  const ensureNotStale = (agreementId: Ids.AgreementId, context: CallContext) =>
+  const ensureNotStale = (agreement: FlowAgreement.Agreement, sessions: UnifiedSessionManager.Service, context: CallContext) =>
     Effect.gen(function*() {
-      const agreement = yield* agreements.get(agreementId)
+      const agreementId = agreement.id
       if (agreement.status !== "proposed") return
       const proposal = Schema.decodeUnknownOption(Proposal)(agreement.proposal)
       if (Option.isNone(proposal) || proposal.value.base_version === null) return
-      const versions = yield* sm.listVersions(auditContext(context, `check agreement ${agreementId}`), agreement.workflow_id)
+      const versions = yield* sessions.listVersions(auditContext(context, `check agreement ${agreementId}`), agreement.workflow_id)
       if (versions.current !== proposal.value.base_version) {
         return yield* new FlowAgreement.AgreementConflict({
           id: agreementId,
@@ -636,32 +766,37 @@ export const make = Effect.gen(function*() {
       const role = nonEmpty(context.role) ?? DEFAULT_ROLE
       const agreementId = yield* Schema.decodeUnknown(Ids.AgreementId)(id).pipe(Effect.mapError(() => AgreementStore.notFound(id)))
       yield* sweep
+      const scope = scopeOf(context)
+      // Another team's agreement is not found, before anything about it is checked or recorded.
+      const found = yield* agreements.get(agreementId, scope)
+      // The agreement's workflow lives in its own team's namespace, whoever decides (a teamless caller may decide any).
+      const sessions = yield* sessionsOf(found.team)
       const who = Caller.describe(context.caller)
-      if (decision === "approve") yield* ensureNotStale(agreementId, context)
-      const outcome = yield* Effect.either(agreements.decide(agreementId, { decision, decided_by: actor, role, ...(text === undefined ? {} : { comment: text }) }))
+      if (decision === "approve") yield* ensureNotStale(found, sessions, context)
+      const outcome = yield* Effect.either(agreements.decide(agreementId, { decision, decided_by: actor, role, ...(text === undefined ? {} : { comment: text }) }, scope))
       if (Either.isLeft(outcome)) {
         const e = outcome.left
         if (e._tag === "AgreementExpired") {
           // The store has just recorded the expiry: audit that transition.
-          const current = yield* agreements.get(agreementId)
+          const current = yield* agreements.get(agreementId, scope)
           yield* recordTransition({ agreement: current, decision: undefined, from: "proposed", to: "expired" }, "system", "approval_timeout_days elapsed", context.request_id)
         }
         if (e._tag === "SelfApproval" || e._tag === "RoleNotAllowed" || e._tag === "AlreadyDecided" || e._tag === "AgreementClosed" || e._tag === "AgreementExpired") {
-          const current = yield* agreements.get(agreementId)
+          const current = yield* agreements.get(agreementId, scope)
           yield* record("agreement_decision_refused", current, who, text ?? null, {
-            request_id: context.request_id, decision, decided_by: actor, role, refusal: e._tag, message: e.message
+            request_id: context.request_id, ...callerDetail(context.caller), decision, decided_by: actor, role, refusal: e._tag, message: e.message
           })
         }
         return yield* Effect.fail(e)
       }
       const t = outcome.right
-      yield* recordTransition(t, who, text ?? null, context.request_id)
+      yield* recordTransition(t, who, text ?? null, context.request_id, context.caller)
       let current_version: number | null = null
       if (t.to === "approved") {
         const proposal = yield* Schema.decodeUnknown(Proposal)(t.agreement.proposal).pipe(
           Effect.mapError(() => new FlowAgreement.AgreementConflict({ id, message: `agreement ${id} carries no proposed version to make current` }))
         )
-        yield* sm.setCurrent(auditContext(context, `agreement ${id} approved`), t.agreement.workflow_id, proposal.version)
+        yield* sessions.setCurrent(auditContext(context, `agreement ${id} approved`), t.agreement.workflow_id, proposal.version)
         current_version = proposal.version
       }
       return { agreement: encodeAgreement(t.agreement), from: t.from, to: t.to, current_version } satisfies DecisionResult
@@ -698,12 +833,17 @@ export const make = Effect.gen(function*() {
   })
 })
 
-/** Gateway #3 as a layer: requires gateway #2 (and so #1) beneath it, the session manager and its audit, the agreement store, its settings and the model catalog. */
+/**
+ * Gateway #3 as a layer: requires gateway #2 (and so #1) beneath it, the session manager with its
+ * object store and audit (a team's namespace is a session manager of its own on the same two),
+ * the agreement store, its settings and the model catalog.
+ */
 export const layer: Layer.Layer<
   WorkflowOptimizerGateway,
   never,
   | AiProcessingGateway.AiProcessingGateway
   | UnifiedSessionManager.UnifiedSessionManager
+  | ObjectStore.ObjectStore
   | WorkflowAudit.WorkflowAudit
   | AgreementStore.AgreementStore
   | Settings

@@ -1,7 +1,7 @@
 /** Gateway #3 over memory layers, on gateway #2 over gateway #1 (mock provider, memory audit log). */
 import { Effect, Layer } from "effect"
 import { AiProcessingGateway, ResponseCache } from "@tidyllm/ai-processing"
-import type { Config } from "@tidyllm/core"
+import type { Caller, Config } from "@tidyllm/core"
 import { WorkflowOptimizerGateway } from "@tidyllm/workflow-optimizer"
 import { make as makeGw1 } from "../../corporate-llm/test/harness.js"
 
@@ -31,5 +31,12 @@ export const make = (overrides: Partial<Config.WorkflowOptimizerSettings> = {}) 
 export const as = (user: string, role = "user", request_id = `req-${user}`): WorkflowOptimizerGateway.CallContext => ({
   request_id,
   caller: { user_id: user, team: "platform" },
+  role
+})
+
+/** A call context for any caller (an API key's: key id, team) in `role`. */
+export const asCaller = (caller: Caller.Caller, role = "user", request_id = "req-caller"): WorkflowOptimizerGateway.CallContext => ({
+  request_id,
+  caller,
   role
 })

@@ -74,7 +74,7 @@ export class AuditApi extends HttpApiGroup.make("audit")
           `are written). \`format=csv\` streams an RFC 4180 export with a header row (text/csv; cells that start with = + - @ are ` +
           `prefixed with ') of at most ${EXPORT_MAX_ROWS} rows; the header x-tidyllm-export-max-rows says so, and an export of ` +
           "exactly that many rows may have been cut: narrow the time range. A bad parameter is a 400 whose `error.param` names it. " +
-          "Access: this endpoint is for the admin and compliance roles; once API keys carry roles it will refuse every other caller."
+          "Access: the admin and compliance roles; a key bound to a team reads that team's rows only (asking for another team is a 403)."
       )
   )
   .annotate(OpenApi.Title, "Audit") {}

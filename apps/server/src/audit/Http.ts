@@ -2,10 +2,11 @@
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import type { HttpServerRequest } from "@effect/platform"
 import { Chunk, Effect, FiberRef, Stream } from "effect"
+import { Errors } from "@tidyllm/core"
 import { AuditLog } from "@tidyllm/corporate-llm"
 import { Api } from "../Api.js"
 import { errorResponse } from "../http/Errors.js"
-import { currentRequestId } from "../http/RequestContext.js"
+import { currentRequestId, principalOf } from "../http/RequestContext.js"
 import { csvHeader, csvLine, toRow } from "./Export.js"
 import * as Params from "./Params.js"
 
@@ -47,7 +48,14 @@ export const AuditHttp = HttpApiBuilder.group(Api, "audit", (handlers) =>
     const handle = (request: HttpServerRequest.HttpServerRequest) =>
       Effect.flatMap(FiberRef.get(currentRequestId), (requestId) =>
         Effect.gen(function*() {
-          const parsed = yield* Params.parse(new URL(request.url, "http://localhost").searchParams)
+          const asked = yield* Params.parse(new URL(request.url, "http://localhost").searchParams)
+          // A key bound to a team reads that team's rows only.
+          const p = yield* principalOf(request)
+          const own = p.open ? undefined : p.caller.team
+          if (own !== undefined && asked.filter.team !== undefined && asked.filter.team !== own) {
+            return yield* new Errors.Forbidden({ rule: "team", message: `this key may read the audit rows of team '${own}' only` })
+          }
+          const parsed: Params.Parsed = own === undefined ? asked : { ...asked, filter: { ...asked.filter, team: own } }
           if (parsed.format === "csv") return yield* csv(parsed)
           const page = yield* log.query({ ...parsed.filter, limit: parsed.limit, cursor: parsed.cursor })
           return HttpServerResponse.unsafeJson({ data: page.rows.map(toRow), next_cursor: page.next_cursor }, { headers: noStore })

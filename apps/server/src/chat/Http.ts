@@ -58,7 +58,7 @@ export const ChatHttp = HttpApiBuilder.group(Api, "chat", (handlers) =>
       Effect.gen(function*() {
         const requestId = yield* FiberRef.get(currentRequestId)
         return yield* Effect.gen(function*() {
-          const context = callContext(httpRequest, requestId)
+          const context = yield* callContext(httpRequest, requestId)
           const json = yield* readJson(httpRequest, maxBody).pipe(Effect.catchAll(audited(gw1, context, undefined)))
           const body = yield* decodeRequest(json).pipe(Effect.catchAll(audited(gw1, context, json)))
           const request = yield* Convert.toAiRequest(body).pipe(Effect.catchAll(audited(gw1, context, json)))

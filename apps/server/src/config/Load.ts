@@ -135,6 +135,8 @@ export const environmentOverrides: ReadonlyArray<{ readonly name: string; readon
   { name: "S3_REGION", path: ["storage", "s3", "region"], parse: text },
   { name: "HOST", path: ["server", "host"], parse: text },
   { name: "PORT", path: ["server", "port"], parse: integer },
+  { name: "TIDYLLM_AUTH", path: ["server", "auth"], parse: text },
+  { name: "TIDYLLM_ADMIN_KEY", path: ["server", "admin_key"], parse: text },
   { name: "AWS_DEFAULT_REGION", path: ["providers", "bedrock", "region"], parse: text },
   { name: "AWS_REGION", path: ["providers", "bedrock", "region"], parse: text },
   { name: "AWS_ACCESS_KEY_ID", path: ["providers", "bedrock", "access_key_id"], parse: text },

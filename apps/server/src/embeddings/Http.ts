@@ -62,7 +62,7 @@ export const EmbeddingsHttp = HttpApiBuilder.group(Api, "embeddings", (handlers)
     const handle = (httpRequest: HttpServerRequest.HttpServerRequest) =>
       Effect.gen(function*() {
         const requestId = yield* FiberRef.get(currentRequestId)
-        const context = callContext(httpRequest, requestId)
+        const context = yield* callContext(httpRequest, requestId)
         return yield* Effect.gen(function*() {
           const json = yield* readJson(httpRequest, config.server.max_body_bytes).pipe(Effect.catchAll(audited(gw1, context, undefined)))
           const body = yield* decode(json).pipe(Effect.catchAll(audited(gw1, context, json)))

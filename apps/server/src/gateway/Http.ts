@@ -30,7 +30,7 @@ export const GatewayHttp = HttpApiBuilder.group(Api, "gateway", (handlers) =>
     ) =>
       Effect.gen(function*() {
         const requestId = yield* FiberRef.get(currentRequestId)
-        const context = callContext(httpRequest, requestId)
+        const context = yield* callContext(httpRequest, requestId)
         return yield* readJson(httpRequest, maxBody).pipe(
           Effect.catchAll(audited(gw1, context, undefined)),
           Effect.flatMap((json) => Effect.catchAll(decode(json), audited(gw1, context, json))),

@@ -8,6 +8,7 @@ import { HttpServerResponse } from "@effect/platform"
 import { Schema } from "effect"
 import { Errors, Ids } from "@tidyllm/core"
 import type { WorkflowOptimizerGateway } from "@tidyllm/workflow-optimizer"
+import type { Unauthorized } from "../auth/Auth.js"
 
 /** The request body is larger than `server.max_body_bytes`. */
 export class RequestTooLarge extends Schema.TaggedError<RequestTooLarge>()("RequestTooLarge", {
@@ -35,7 +36,7 @@ export class InternalError extends Schema.TaggedError<InternalError>()("Internal
 }
 
 /** Every error a handler renders. */
-export type ApiFailure = Errors.GatewayError | RequestTooLarge | NotFound | InternalError | WorkflowOptimizerGateway.WorkflowError
+export type ApiFailure = Errors.GatewayError | Unauthorized | RequestTooLarge | NotFound | InternalError | WorkflowOptimizerGateway.WorkflowError
 
 /** `error.type` of the errors that carry no `type` of their own (the session manager's). */
 const typeByTag: Readonly<Record<string, string>> = {
@@ -66,13 +67,17 @@ export const ErrorBody = Schema.Struct({
 export const errorBody = (e: ApiFailure, requestId: string): { readonly error: Readonly<Record<string, unknown>> } => {
   const { _tag, message, ...extra } = e as ApiFailure & Record<string, unknown>
   const param = e._tag === "InvalidRequest" ? e.field ?? null : null
-  const code = e._tag === "PolicyRejected" ? e.rule : e._tag === "ProviderError" ? e.kind : null
+  const code = e._tag === "PolicyRejected" || e._tag === "Forbidden" ? e.rule : e._tag === "ProviderError" ? e.kind : e._tag === "Unauthorized" ? e.reason : null
   return { error: { type: typeOf(e), message, request_id: requestId, param, code, ...extra } }
 }
 
 /** The HTTP response of an error. */
 export const errorResponse = (e: ApiFailure, requestId: string): HttpServerResponse.HttpServerResponse =>
-  HttpServerResponse.unsafeJson(errorBody(e, requestId), { status: e.status })
+  HttpServerResponse.unsafeJson(errorBody(e, requestId), {
+    status: e.status,
+    // A rate limit says when to come back, as OpenAI clients expect (they honour Retry-After).
+    ...(e._tag === "RateLimited" ? { headers: { "retry-after": String(e.retry_after_seconds) } } : {})
+  })
 
 /** Status, `error.type` and message of the errors Node's HTTP parser raises before a request reaches the app. */
 const clientErrorOf = (code: string | undefined): readonly [number, string, string] => {

@@ -1,16 +1,20 @@
 /**
  * The API-level middleware: a request id for every request (the client's `x-request-id` or a new
- * UUID, echoed in the response), and the JSON error envelope for what no handler answered
- * (unknown routes, defects).
+ * UUID, echoed in the response); authentication and the role check of the route (see
+ * `auth/Policy.ts`) before any body is read; and the JSON error envelope for what no handler
+ * answered (unknown routes, defects).
  */
 import { HttpApiBuilder, HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Cause, Effect, FiberRef, Option, Predicate } from "effect"
+import { Cause, Effect, Either, FiberRef, Option, Predicate } from "effect"
 import { Errors } from "@tidyllm/core"
 import * as CorporateLlmMetrics from "@tidyllm/corporate-llm/Metrics"
 import { Api } from "../Api.js"
+import { Auth } from "../auth/Auth.js"
+import type { Principal, Unauthorized } from "../auth/Auth.js"
+import * as Policy from "../auth/Policy.js"
 import * as HttpMetrics from "../metrics/HttpMetrics.js"
 import { errorResponse, InternalError, NotFound } from "./Errors.js"
-import { currentRequestId, requestIdFrom } from "./RequestContext.js"
+import { currentPrincipal, currentRequestId, openPrincipal, requestIdFrom, userHeader } from "./RequestContext.js"
 
 const failureResponse = (cause: Cause.Cause<unknown>, request: HttpServerRequest.HttpServerRequest, requestId: string) => {
   const failure = Cause.failureOption(cause)
@@ -21,7 +25,8 @@ const failureResponse = (cause: Cause.Cause<unknown>, request: HttpServerRequest
     const message = Predicate.hasProperty(failure.value, "message") && typeof failure.value.message === "string" ? failure.value.message : "invalid request"
     return Effect.succeed(errorResponse(new Errors.InvalidRequest({ message }), requestId))
   }
-  return Effect.logError(`unhandled failure serving ${request.method} ${request.url}`, cause).pipe(
+  // The path only: a query string may hold what a client should not have put there.
+  return Effect.logError(`unhandled failure serving ${request.method} ${request.url.split("?")[0] ?? ""}`, cause).pipe(
     Effect.annotateLogs("request_id", requestId),
     Effect.as(errorResponse(new InternalError({ message: `internal error (request ${requestId}); the details are in the server log` }), requestId))
   )
@@ -30,8 +35,23 @@ const failureResponse = (cause: Cause.Cause<unknown>, request: HttpServerRequest
 /** The route templates the HTTP metrics label requests with: the API's endpoints and the docs. */
 const routes = HttpMetrics.make(Api, [["GET", "/docs"], ["GET", "/docs/openapi.json"]])
 
-/** The middleware as a layer for `HttpApiBuilder.serve`. */
-export const ApiMiddleware = HttpApiBuilder.middleware(Api, (app) =>
+/** The 401 of a request without a usable key; the `WWW-Authenticate` challenge names the scheme. */
+const unauthorized = (e: Unauthorized | Errors.StoreUnavailable, requestId: string) => {
+  const response = errorResponse(e, requestId)
+  return e._tag === "Unauthorized" ? HttpServerResponse.setHeader(response, "www-authenticate", `Bearer realm="tidyllm", error="invalid_token"`) : response
+}
+
+/** The 403 of a key whose role the route does not allow. */
+const forbidden = (principal: Principal, method: string, template: string, rule: Policy.Rule | undefined, requestId: string) =>
+  errorResponse(new Errors.Forbidden({
+    rule: "role",
+    message: rule === undefined || rule === "public"
+      ? `${method} ${template} has no role rule; it is refused to every key`
+      : `${method} ${template} needs role ${rule.join(" or ")}; key ${principal.caller.key_id ?? "?"} has role ${principal.role}`
+  }), requestId)
+
+/** The middleware as a layer for `HttpApiBuilder.serve`; needs `Auth`. */
+export const ApiMiddleware = HttpApiBuilder.middleware(Api, Effect.map(Auth, (auth) => (app) =>
   Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
     const started = performance.now()
@@ -48,8 +68,23 @@ export const ApiMiddleware = HttpApiBuilder.middleware(Api, (app) =>
         routes.record(route, response.status, (performance.now() - started) / 1000, upstream)
         return HttpServerResponse.setHeader(response, "x-request-id", requestId)
       }))
+    yield* FiberRef.set(currentRequestId, requestId)
+    const rule = Policy.ruleOf(route.method, route.template)
+    if (rule !== "public") {
+      const principal = (yield* auth.mode) === "open"
+        ? Either.right(openPrincipal(request))
+        : yield* Effect.either(auth.authenticate(request, userHeader(request)))
+      if (Either.isLeft(principal)) return unauthorized(principal.left, requestId)
+      // An unknown path is answered 404 to any authenticated caller; a known one needs its role.
+      if (!principal.right.open && route.template !== HttpMetrics.OTHER && (rule === undefined || !Policy.allows(rule, principal.right.role))) {
+        yield* Effect.logWarning(`refused ${route.method} ${route.template} to key ${principal.right.caller.key_id ?? "?"} (role ${principal.right.role})`).pipe(
+          Effect.annotateLogs("request_id", requestId)
+        )
+        return forbidden(principal.right, route.method, route.template, rule, requestId)
+      }
+      yield* FiberRef.set(currentPrincipal, principal.right)
+    }
     return yield* app.pipe(
-      Effect.locally(currentRequestId, requestId),
       Effect.catchAllCause((cause) => (Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : failureResponse(cause, request, requestId)))
     )
-  }))
+  })))

@@ -3,6 +3,7 @@ import type { HttpServerRequest } from "@effect/platform"
 import { Effect, FiberRef } from "effect"
 import { Errors, Ids } from "@tidyllm/core"
 import type { Caller, LlmRequest } from "@tidyllm/core"
+import type { Principal } from "../auth/Auth.js"
 import { WorkflowOptimizerGateway } from "@tidyllm/workflow-optimizer"
 
 /** The id of the request being served (set by the API middleware from `x-request-id` or a new UUID). */
@@ -56,34 +57,49 @@ const header = (request: HttpServerRequest.HttpServerRequest, name: string): str
   return value === undefined || value === "" || headerProblem(name, value) !== undefined ? undefined : value
 }
 
+/** The authenticated caller of the request being served (set by the API middleware; unset on public routes). */
+export const currentPrincipal: FiberRef.FiberRef<Principal | undefined> = FiberRef.unsafeMake<Principal | undefined>(undefined)
+
+const roles: ReadonlySet<string> = new Set<Caller.Role>(["user", "approver", "compliance", "admin"])
+
 /**
- * The caller as the headers name it (`x-tidyllm-user`, `x-tidyllm-team`). Until API keys arrive
- * these are trusted as given; the audit row records them.
+ * The principal of a request in open mode (no API keys; loopback only): the caller as the headers
+ * name it (`x-tidyllm-user`, `x-tidyllm-team`) and the role of `x-tidyllm-role` (default `user`),
+ * all taken as given. In keys mode the key decides team and role, and only `x-tidyllm-user` (the
+ * end user the call is made for) is read from the headers.
  */
-export const callerOf = (request: HttpServerRequest.HttpServerRequest): Caller.Caller => {
+export const openPrincipal = (request: HttpServerRequest.HttpServerRequest): Principal => {
   const user_id = header(request, "x-tidyllm-user")
   const team = header(request, "x-tidyllm-team")
-  return { ...(user_id === undefined ? {} : { user_id }), ...(team === undefined ? {} : { team }) }
+  const role = header(request, "x-tidyllm-role")
+  return {
+    caller: { ...(user_id === undefined ? {} : { user_id }), ...(team === undefined ? {} : { team }) },
+    role: role !== undefined && roles.has(role) ? role as Caller.Role : WorkflowOptimizerGateway.DEFAULT_ROLE,
+    open: true
+  }
 }
 
+/** The end user named by `x-tidyllm-user`, if acceptable. */
+export const userHeader = (request: HttpServerRequest.HttpServerRequest): string | undefined => header(request, "x-tidyllm-user")
+
+/** The principal of the request being served (open mode or a public route: from its headers). */
+export const principalOf = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<Principal> =>
+  Effect.map(FiberRef.get(currentPrincipal), (p) => p ?? openPrincipal(request))
+
 /** The gateway call context of this request. */
-export const callContext = (request: HttpServerRequest.HttpServerRequest, requestId: string): LlmRequest.CallContext => ({
-  request_id: requestId,
-  caller: callerOf(request),
-  reason: header(request, "x-tidyllm-reason")
-})
+export const callContext = (request: HttpServerRequest.HttpServerRequest, requestId: string): Effect.Effect<LlmRequest.CallContext> =>
+  Effect.map(principalOf(request), (p) => ({ request_id: requestId, caller: p.caller, reason: header(request, "x-tidyllm-reason") }))
 
 /**
- * The gateway #3 call context: the call context plus the caller's role (`x-tidyllm-role`,
- * default `user`), which flow-agreement decisions check. Trusted as given until API keys carry
- * roles. Fails with {@link checkHeaders}' 400 when an identity header is not acceptable: an
- * approval must not silently become anonymous.
+ * The gateway #3 call context: the call context plus the caller's role, which flow-agreement
+ * decisions check. Fails with {@link checkHeaders}' 400 when an identity header is not
+ * acceptable: an approval must not silently become anonymous.
  */
 export const workflowContext = (
   request: HttpServerRequest.HttpServerRequest,
   requestId: string
 ): Effect.Effect<WorkflowOptimizerGateway.CallContext, Errors.InvalidRequest> =>
-  Effect.as(checkHeaders(request), {
-    ...callContext(request, requestId),
-    role: header(request, "x-tidyllm-role") ?? WorkflowOptimizerGateway.DEFAULT_ROLE
-  })
+  Effect.zipRight(
+    checkHeaders(request),
+    Effect.map(principalOf(request), (p) => ({ request_id: requestId, caller: p.caller, reason: header(request, "x-tidyllm-reason"), role: p.role }))
+  )

@@ -37,7 +37,7 @@ export const formatPath = (path: ReadonlyArray<PropertyKey>): string => {
   return out === "" ? "(root)" : out
 }
 
-const secretKey = /secret|password|passwd|session_token|auth_token|access_token|access_key|api_key|database_url|credential/i
+const secretKey = /secret|password|passwd|session_token|auth_token|access_token|access_key|api_key|database_url|credential|admin_key|redis_url|token$/i
 
 /** The given value as a message shows it; never the value of a secret-looking key. */
 export const showActual = (actual: unknown, path: ReadonlyArray<PropertyKey>): string => {

@@ -41,7 +41,13 @@ export const StoredWorkflow = Schema.Struct({ workflow_id: Schema.String, versio
 
 /** The stored workflows. */
 export const WorkflowList = Schema.Struct({
-  workflows: Schema.Array(Schema.Struct({ workflow_id: Schema.String, versions: Schema.Array(Schema.Number), current: Schema.NullOr(Schema.Number) }))
+  workflows: Schema.Array(Schema.Struct({
+    workflow_id: Schema.String,
+    /** The team the workflow belongs to (listed to team-less callers, who see every team's). */
+    team: Schema.optional(Schema.String),
+    versions: Schema.Array(Schema.Number),
+    current: Schema.NullOr(Schema.Number)
+  }))
 })
 
 /**
@@ -84,7 +90,11 @@ export class WorkflowsApi extends HttpApiGroup.make("workflows")
   .add(
     HttpApiEndpoint.get("get", "/v1/workflows/:id")
       .setPath(IdPath)
-      .setUrlParams(Schema.Struct({ version: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.greaterThanOrEqualTo(1))) }))
+      .setUrlParams(Schema.Struct({
+        version: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.greaterThanOrEqualTo(1))),
+        /** A team-less caller reads a team's workflow by naming the team. */
+        team: Schema.optional(Schema.String)
+      }))
       .addSuccess(StoredWorkflow)
       .addError(ErrorBody, { status: 400 })
       .addError(ErrorBody, { status: 404 })

@@ -54,7 +54,7 @@ export const WorkflowsHttp = HttpApiBuilder.group(Api, "workflows", (handlers) =
             return yield* gw3.storeWorkflow(path.id, definition, { ...context, reason: context.reason ?? reason })
           }), 201))
       .handleRaw("get", ({ path, request, urlParams }) =>
-        respond((requestId) => Effect.flatMap(workflowContext(request, requestId), (context) => gw3.getWorkflow(path.id, urlParams.version, context))))
+        respond((requestId) => Effect.flatMap(workflowContext(request, requestId), (context) => gw3.getWorkflow(path.id, urlParams.version, context, urlParams.team === undefined ? undefined : { team: urlParams.team }))))
       .handleRaw("list", ({ request }) =>
         respond((requestId) =>
           Effect.flatMap(workflowContext(request, requestId), (context) => Effect.map(gw3.listWorkflows(context), (workflows) => ({ workflows })))))

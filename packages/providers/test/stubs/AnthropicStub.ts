@@ -5,7 +5,7 @@
  */
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
-import { fixture, type Scenario, type StubHandle } from "./Scenario.js"
+import { echoedCredentials, type EchoScenario, fixture, type Scenario, type StubHandle } from "./Scenario.js"
 
 /** What the stub may do beyond the shared contract. */
 export interface AnthropicStubOptions {
@@ -105,7 +105,7 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 
 /** Starts the stub on 127.0.0.1 with an ephemeral port. */
 export const startAnthropicStub = async (options: AnthropicStubOptions = {}): Promise<StubHandle> => {
-  let scenario: Scenario = "success"
+  let scenario: Scenario | EchoScenario = "success"
   let throttled = false
   let closing = false
   let aborted = 0
@@ -156,6 +156,9 @@ export const startAnthropicStub = async (options: AnthropicStubOptions = {}): Pr
           json(400, errorBody("invalid_request_error", "messages: roles must alternate between \"user\" and \"assistant\""))
           return
         case "hang":
+          return
+        case "echo_credentials":
+          json(401, errorBody("authentication_error", `invalid x-api-key (${echoedCredentials(req.headers)})`))
           return
         case "reset_mid_stream":
           if (!streaming) {

@@ -6,7 +6,7 @@
 import * as Http2 from "node:http2"
 import type { AddressInfo } from "node:net"
 import { encodeFrame } from "../BedrockStub.js"
-import { fixture, type Scenario, type StubHandle } from "./Scenario.js"
+import { echoedCredentials, type EchoScenario, fixture, type Scenario, type StubHandle } from "./Scenario.js"
 
 type Operation = "converse" | "converse-stream" | "invoke"
 
@@ -78,7 +78,7 @@ const parseBody = (raw: string): unknown => {
 /** Starts the stub on a free loopback port, answering as `success` until told otherwise. */
 export const startBedrockStub = (): Promise<StubHandle> =>
   new Promise((resolve, reject) => {
-    let scenario: Scenario = "success"
+    let scenario: Scenario | EchoScenario = "success"
     let throttled = false
     let aborted = 0
     let closing = false
@@ -175,6 +175,13 @@ export const startBedrockStub = (): Promise<StubHandle> =>
           case "hang":
             // Read, never answered: the exchange ends when the client gives up or the stub closes.
             return
+          case "echo_credentials":
+            // SigV4 never sends the secret key; the session token and the signed header it does send.
+            return json(
+              403,
+              { message: `The security token included in the request is invalid (${echoedCredentials(headers)})` },
+              "UnrecognizedClientException"
+            )
           case "reset_mid_stream":
             return operation === "converse-stream" ? cut() : dropConnection()
         }

@@ -7,7 +7,7 @@
  */
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
-import { fixture, type Scenario, type StubHandle } from "./Scenario.js"
+import { echoedCredentials, type EchoScenario, fixture, type Scenario, type StubHandle } from "./Scenario.js"
 
 /** What the stub may do beyond the shared contract. */
 export interface MlflowStubOptions {
@@ -91,7 +91,7 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 
 /** Starts the stub on 127.0.0.1 with an ephemeral port. */
 export const startMlflowStub = async (options: MlflowStubOptions = {}): Promise<StubHandle> => {
-  let scenario: Scenario = "success"
+  let scenario: Scenario | EchoScenario = "success"
   let throttled = false
   let closing = false
   let aborted = 0
@@ -121,7 +121,7 @@ export const startMlflowStub = async (options: MlflowStubOptions = {}): Promise<
       }
       const path = req.url?.split("?")[0] ?? ""
       if (req.method === "GET" && path === "/health") {
-        json(200, { status: "OK" })
+        json(200, { status: scenario === "echo_credentials" ? `OK for ${echoedCredentials(req.headers)}` : "OK" })
         return
       }
       const route = /^\/gateway\/([^/]+)\/invocations$/.exec(path)
@@ -158,6 +158,9 @@ export const startMlflowStub = async (options: MlflowStubOptions = {}): Promise<
           json(400, { error_code: "INVALID_PARAMETER_VALUE", message: "Invalid value for max_tokens" })
           return
         case "hang":
+          return
+        case "echo_credentials":
+          json(401, { error_code: "UNAUTHENTICATED", message: `Invalid credentials (${echoedCredentials(req.headers)})` })
           return
         case "reset_mid_stream":
           if (!streaming) {

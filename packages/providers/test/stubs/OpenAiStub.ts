@@ -6,7 +6,7 @@
  */
 import * as Http from "node:http"
 import type { AddressInfo, Socket } from "node:net"
-import { fixture, type Scenario, type StubHandle } from "./Scenario.js"
+import { echoedCredentials, type EchoScenario, fixture, type Scenario, type StubHandle } from "./Scenario.js"
 
 const created = 1_700_000_000
 
@@ -39,7 +39,7 @@ const base64Floats = (values: ReadonlyArray<number>): string => {
 
 /** Starts the stub on 127.0.0.1 (a free port); `url` is its `…/v1` base URL. */
 export const startOpenAiStub = async (): Promise<StubHandle> => {
-  let scenario: Scenario = "success"
+  let scenario: Scenario | EchoScenario = "success"
   let throttled = 0
   let aborted = 0
   let closing = false
@@ -127,6 +127,12 @@ export const startOpenAiStub = async (): Promise<StubHandle> => {
         )
       case "hang":
         return
+      case "echo_credentials":
+        // Real OpenAI echoes a masked wrong key; this one echoes the whole header.
+        return json(
+          401,
+          errorBody(`Incorrect API key provided (${echoedCredentials(req.headers)}).`, "invalid_request_error", null, "invalid_api_key")
+        )
       case "reset_mid_stream":
         if (route === "embeddings" || body.stream !== true) return destroy()
         break

@@ -24,6 +24,22 @@ export type Scenario =
    */
   | "reset_mid_stream"
 
+/**
+ * Beyond the matrix (so not in {@link scenarios}): answers HTTP 401 in the provider's error shape,
+ * its message echoing every credential header the request carried (`authorization`, `x-api-key`,
+ * `x-amz-security-token`), as a buggy or hostile upstream might.
+ */
+export type EchoScenario = "echo_credentials"
+
+/** The credential headers of a request, as an echoing upstream writes them into its message. */
+export const echoedCredentials = (headers: Readonly<Record<string, string | ReadonlyArray<string> | undefined>>): string =>
+  ["authorization", "x-api-key", "x-amz-security-token"]
+    .flatMap((name) => {
+      const value = headers[name]
+      return value === undefined ? [] : [`${name}: ${Array.isArray(value) ? value.join(", ") : String(value)}`]
+    })
+    .join("; ")
+
 export const scenarios: ReadonlyArray<Scenario> = [
   "success", "tool_call", "throttle_once", "server_error", "bad_request", "hang", "reset_mid_stream"
 ]
@@ -45,7 +61,7 @@ export interface StubHandle {
   /** Base URL to give the client (what its `baseURL` / endpoint option wants). */
   readonly url: string
   /** Sets what the stub does from the next request on (resets `throttle_once`'s counter). */
-  readonly setScenario: (scenario: Scenario) => void
+  readonly setScenario: (scenario: Scenario | EchoScenario) => void
   /** Request bodies received so far (parsed JSON), oldest first. */
   readonly requests: () => ReadonlyArray<unknown>
   /** Request headers received so far, oldest first (lower-case names). */
