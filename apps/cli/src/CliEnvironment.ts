@@ -14,21 +14,27 @@ export interface Service {
   readonly cwd: string
   /** Whether to style output with ANSI escapes (dim, bold, colour). */
   readonly color: boolean
+  /** Whether long commands (diagnose, migrate, several workflow files) report progress on stderr. */
+  readonly progress: boolean
 }
 
 /** The process the CLI runs in. */
 export class CliEnvironment extends Context.Tag("@tidyllm/cli/CliEnvironment")<CliEnvironment, Service>() {}
 
-/** The real process: `process.env`, `process.cwd()`, colour when stdout is a TTY and `NO_COLOR` is unset. */
+/**
+ * The real process: `process.env`, `process.cwd()`, colour when stdout is a TTY and `NO_COLOR` is
+ * unset, progress when stderr is a TTY (a log file or a pipe gets the results only).
+ */
 export const fromProcess = (): Service => ({
   env: process.env,
   cwd: process.cwd(),
-  color: process.stdout.isTTY === true && (process.env["NO_COLOR"] ?? "") === "" && process.env["TERM"] !== "dumb"
+  color: process.stdout.isTTY === true && (process.env["NO_COLOR"] ?? "") === "" && process.env["TERM"] !== "dumb",
+  progress: process.stderr.isTTY === true && process.env["TERM"] !== "dumb"
 })
 
 /** The real process as a layer. */
 export const layerProcess: Layer.Layer<CliEnvironment> = Layer.sync(CliEnvironment, fromProcess)
 
-/** A given environment (tests): no colour unless asked for. */
+/** A given environment (tests): no colour and no progress unless asked for. */
 export const layer = (service: Partial<Service> & { readonly env: Env }): Layer.Layer<CliEnvironment> =>
-  Layer.succeed(CliEnvironment, { cwd: process.cwd(), color: false, ...service })
+  Layer.succeed(CliEnvironment, { cwd: process.cwd(), color: false, progress: false, ...service })

@@ -8,7 +8,7 @@ import { Effect, Layer, Option, Redacted } from "effect"
 import { Ids } from "@tidyllm/core"
 import { ApiKeys } from "@tidyllm/corporate-llm"
 import { PgApiKeys, PgClient } from "@tidyllm/store-pg"
-import { auditIdOf, sandbox, type Sandbox } from "./harness.js"
+import { auditIdOf, parseDiagnose, rowOf, sandbox, type Sandbox } from "./harness.js"
 
 const databaseUrl = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres"
 
@@ -51,19 +51,25 @@ describe("tidyllm on Postgres", () => {
 
       const before = yield* run(["diagnose"])
       expect(before.code).toBe(1)
-      expect(before.stdout).toMatch(/^✓ database — Postgres \(DATABASE_URL\): SELECT 1 answered/m)
-      expect(before.stdout).toMatch(/^✗ migrations — 4 pending: 0001_init\.sql, 0002_agreements\.sql, 0003_audit_query\.sql, 0004_keys_limits\.sql — run `tidyllm migrate`$/m)
+      const pending = parseDiagnose(before.stdout).rows
+      expect(rowOf(pending, "database")).toMatchObject({ status: "ok", detail: "Postgres (DATABASE_URL): SELECT 1 answered" })
+      expect(rowOf(pending, "migrations")).toMatchObject({
+        status: "failed",
+        detail: "4 pending: 0001_init.sql, 0002_agreements.sql, 0003_audit_query.sql, 0004_keys_limits.sql — run `tidyllm migrate`"
+      })
 
       const first = yield* run(["migrate"])
       expect(first.code).toBe(0)
       expect(first.stdout).toContain("database: Postgres (DATABASE_URL)")
-      expect(first.stdout).toMatch(/^applied 0001_init\.sql$/m)
+      expect(first.stdout).toMatch(/^\[1\/4\] applied 0001_init\.sql \(\d+ ms\)$/m)
+      expect(first.stdout).toMatch(/^\[4\/4\] applied 0004_keys_limits\.sql \(\d+ ms\)$/m)
       expect((yield* run(["migrate"])).stdout).toContain("up to date")
 
       const diagnose = yield* run(["diagnose", "--level", "2"])
       expect(diagnose.code).toBe(0)
-      expect(diagnose.stdout).not.toContain("✗")
-      expect(diagnose.stdout.split("\n").at(-1)).toBe("all 14 checks passed")
+      const migrated = parseDiagnose(diagnose.stdout)
+      expect(migrated.rows.filter((x) => x.status === "failed" || x.status === "warning")).toEqual([])
+      expect(migrated.summary).toBe("all 11 checks passed (4 skipped)")
 
       const spent = nanos(globalSpent((yield* run(["budget", "--json"])).stdout))
       const ask = yield* run(["ask", "What is VaR?", "--reason", "cli pg test"])

@@ -1,11 +1,11 @@
 /** The `tidyllm` commands, run in-process on embedded PGlite and the mock provider. */
-import { writeFileSync } from "node:fs"
+import { mkdirSync, writeFileSync } from "node:fs"
 import { createServer } from "node:net"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Schedule } from "effect"
 import { hoistGlobalOptions } from "../src/Cli.js"
-import { auditIdOf, sandboxes } from "./harness.js"
+import { auditIdOf, parseDiagnose, rowOf, sandboxes } from "./harness.js"
 
 const fresh = sandboxes()
 
@@ -31,17 +31,23 @@ const globalDay = (stdout: string) => {
 }
 
 describe("tidyllm migrate", () => {
-  it.live("applies the migrations once, then says the schema is up to date", () =>
+  it.live("applies the migrations once, each printed as applied with its time, then says the schema is up to date", () =>
     Effect.gen(function*() {
       const s = fresh()
-      const first = yield* s.run(["migrate"])
+      const first = yield* s.run(["migrate"], {}, { progress: true })
       expect(first.code).toBe(0)
       expect(first.stdout).toContain("embedded PGlite")
-      expect(first.stdout).toMatch(/^applied 0001_init\.sql$/m)
+      const applied = first.stdout.split("\n").filter((l) => l.includes("] applied "))
+      expect(applied[0]).toMatch(/^\[1\/(\d+)\] applied 0001_init\.sql \(\d+ ms\)$/)
+      const total = Number(/^\[1\/(\d+)\]/.exec(applied[0] ?? "")?.[1])
+      expect(applied.map((l) => /^\[(\d+)\/\d+\]/.exec(l)?.[1])).toEqual(Array.from({ length: total }, (_, i) => String(i + 1)))
+      expect(first.stdout.split("\n").at(-1)).toMatch(new RegExp(`^${total} migrations applied in \\d+ ms$`))
+      // On a terminal, stderr names each migration as it starts.
+      expect(first.stderr.split("\n").filter((l) => /^ +applying \d{4}_\S+\.sql …$/.test(l))).toHaveLength(total)
       const second = yield* s.run(["migrate"])
       expect(second.code).toBe(0)
       expect(second.stdout).toContain("up to date")
-      expect(second.stdout).not.toMatch(/^applied /m)
+      expect(second.stdout).not.toMatch(/\] applied /)
     }), slow)
 })
 
@@ -133,40 +139,97 @@ describe("tidyllm ask, audit tail, budget", () => {
 })
 
 describe("tidyllm diagnose", () => {
-  it.live("--level 2 passes every check on embedded defaults (fresh data directory)", () =>
+  it.live("--level 2 passes every check on embedded defaults (fresh data directory), as a table", () =>
     Effect.gen(function*() {
       const s = fresh()
       const r = yield* s.run(["diagnose", "--level", "2"])
       expect(r.stderr).toBe("")
       expect(r.code).toBe(0)
-      const lines = r.stdout.split("\n")
-      const checks = lines.slice(0, -1)
-      for (const line of checks) expect(line).toMatch(/^✓ [^—]+ — \S/)
-      const names = checks.map((l) => /^✓ (.+?) — /.exec(l)?.[1])
-      expect(names).toEqual([
-        "config", "database", "migrations", "cache", "provider mock", "provider bedrock", "provider openai", "provider anthropic", "provider mlflow",
+      const { header, rows, summary } = parseDiagnose(r.stdout)
+      expect(header).toMatch(/^check +status +time +detail$/)
+      expect(rows.map((x) => x.name)).toEqual([
+        "config", "database", "migrations", "object store", "cache",
+        "provider mock", "provider bedrock", "provider openai", "provider anthropic", "provider mlflow",
         "gateway #1", "audit row", "gateway #2 (miss)", "gateway #2 (hit)", "budget"
       ])
-      expect(lines.at(-1)).toBe("all 14 checks passed")
-      expect(r.stdout).toMatch(/✓ audit row — row [0-9a-f-]{36} readable: status success, reason "tidyllm diagnose"/)
+      // Providers without credentials nobody routes to have nothing to check.
+      const skipped = ["provider bedrock", "provider openai", "provider anthropic", "provider mlflow"]
+      for (const row of rows) {
+        expect(row.status, row.name).toBe(skipped.includes(row.name) ? "skipped" : "ok")
+        expect(row.ms === undefined, row.name).toBe(skipped.includes(row.name))
+      }
+      expect(rowOf(rows, "provider openai").detail).toMatch(/^not configured \(not used by this configuration\): .*OPENAI_API_KEY/)
+      expect(rowOf(rows, "object store").detail).toMatch(/^local directory .*\/objects: list, write, read back and delete answered$/)
+      expect(rowOf(rows, "cache").detail).toMatch(/^files in .*\/cache: write and read back answered/)
+      expect(rowOf(rows, "audit row").detail).toMatch(/^row [0-9a-f-]{36} readable: status success, reason "tidyllm diagnose"/)
+      expect(summary).toBe("all 11 checks passed (4 skipped)")
 
       // Its requests are in the audit log under the diagnose reason: #1's success, #2's miss and hit.
-      const rows = JSON.parse((yield* s.run(["audit", "tail", "--json"])).stdout) as ReadonlyArray<{ status: string; reason: string }>
-      expect(rows.map((x) => x.status).sort()).toEqual(["cache_hit", "success", "success"])
-      expect(rows.every((x) => x.reason === "tidyllm diagnose")).toBe(true)
+      const audit = JSON.parse((yield* s.run(["audit", "tail", "--json"])).stdout) as ReadonlyArray<{ status: string; reason: string }>
+      expect(audit.map((x) => x.status).sort()).toEqual(["cache_hit", "success", "success"])
+      expect(audit.every((x) => x.reason === "tidyllm diagnose")).toBe(true)
     }), slow)
 
-  it.live("a failing check is a ✗ line with its reason, and exit code 1", () =>
+  it.live("level 1 is the configuration, the database and the migrations; on a terminal each check is reported on stderr as it completes", () =>
     Effect.gen(function*() {
       const s = fresh()
-      // A cache "directory" that is a file cannot be written.
-      const file = join(s.dir, "not-a-dir")
-      writeFileSync(file, "")
-      const r = yield* s.run(["diagnose"], { TIDYLLM_CACHE_DIR: join(file, "cache") })
+      const quiet = yield* s.run(["diagnose"])
+      expect(quiet.code).toBe(0)
+      expect(parseDiagnose(quiet.stdout).rows.map((x) => [x.name, x.status])).toEqual([["config", "ok"], ["database", "ok"], ["migrations", "ok"]])
+      expect(quiet.stderr).toBe("")
+
+      const r = yield* s.run(["diagnose", "--level", "2"], {}, { progress: true })
+      expect(r.code).toBe(0)
+      const steps = r.stderr.split("\n").filter((l) => l.startsWith("["))
+      expect(steps.map((l) => /^\[ ?(\d+)\/15\] [✓✗!-] /.exec(l)?.[1])).toEqual(Array.from({ length: 15 }, (_, i) => String(i + 1)))
+      expect(steps[0]).toMatch(/^\[ 1\/15\] ✓ config \(\d+ ms\)$/)
+      // Checked concurrently, so in the order they complete; skipped ones carry no time.
+      expect(steps.filter((l) => /\] - provider (bedrock|openai|anthropic|mlflow)$/.test(l))).toHaveLength(4)
+      // The table on stdout is the same as without progress.
+      expect(parseDiagnose(r.stdout).rows).toHaveLength(15)
+    }), slow)
+
+  it.live("an optional dependency failing is a warning (! with its reason) and exit code 0", () =>
+    Effect.gen(function*() {
+      const s = fresh()
+      // Nothing listens on port 1: the Redis cache (REDIS_URL selects it) refuses every command.
+      const r = yield* s.run(["diagnose", "--level", "2"], { REDIS_URL: "redis://127.0.0.1:1" })
+      expect(r.code).toBe(0)
+      const { rows, summary } = parseDiagnose(r.stdout)
+      const cache = rowOf(rows, "cache")
+      expect(cache.status).toBe("warning")
+      expect(cache.detail).toMatch(/redis:\/\/127\.0\.0\.1:1.*(ECONNREFUSED|unreachable|max retries)/)
+      // The hit cannot happen without a cache; that follows from the cache, so it warns too.
+      expect(rowOf(rows, "gateway #2 (hit)").status).toBe("warning")
+      expect(rowOf(rows, "gateway #2 (miss)").status).toBe("ok")
+      expect(rows.filter((x) => x.status === "failed")).toEqual([])
+      expect(summary).toMatch(/^all required checks passed; 9 of 11 passed \(2 warnings, 4 skipped\)$/)
+    }), slow)
+
+  it.live("a required dependency failing is a ✗ line with its reason, and exit code 1", () =>
+    Effect.gen(function*() {
+      const s = fresh()
+      // The object directory cannot be created where a file is.
+      const data = s.env["TIDYLLM_DATA_DIR"] ?? join(s.dir, "data")
+      mkdirSync(data, { recursive: true })
+      writeFileSync(join(data, "objects"), "")
+      const r = yield* s.run(["diagnose", "--level", "2"])
       expect(r.code).toBe(1)
-      expect(r.stdout).toMatch(/^✗ cache — .*not-a-dir\/cache is not writable: /m)
-      expect(r.stdout).toMatch(/^✓ database — /m)
-      expect(r.stdout.split("\n").at(-1)).toBe("1 of 9 checks failed")
+      const { rows, summary } = parseDiagnose(r.stdout)
+      const objects = rowOf(rows, "object store")
+      expect(objects.status).toBe("failed")
+      expect(objects.detail).toMatch(/^local directory .*\/objects: cannot open: cannot create the object directory/)
+      expect(rowOf(rows, "database").status).toBe("ok")
+      expect(rowOf(rows, "cache").status).toBe("ok")
+      expect(summary).toMatch(/^\d+ of \d+ checks failed/)
+
+      // A database that does not answer fails level 1; the migrations are then not checked.
+      const down = yield* s.run(["diagnose"], { DATABASE_URL: "postgres://tidyllm@127.0.0.1:1/none" })
+      expect(down.code).toBe(1)
+      const level1 = parseDiagnose(down.stdout)
+      expect(level1.rows.map((x) => [x.name, x.status])).toEqual([["config", "ok"], ["database", "failed"], ["migrations", "skipped"]])
+      expect(rowOf(level1.rows, "database").detail).toMatch(/^Postgres \(DATABASE_URL\): cannot open: .*ECONNREFUSED/)
+      expect(level1.summary).toBe("1 of 2 checks failed (1 skipped)")
     }), slow)
 })
 

@@ -21,19 +21,25 @@ export interface Sandbox {
   readonly dir: string
   readonly env: Readonly<Record<string, string>>
   /** Runs `tidyllm <args>` in this sandbox (extra environment variables on top). */
-  readonly run: (args: ReadonlyArray<string>, env?: Readonly<Record<string, string>>) => Effect.Effect<Result>
+  readonly run: (args: ReadonlyArray<string>, env?: Readonly<Record<string, string>>, options?: RunOptions) => Effect.Effect<Result>
   readonly remove: () => void
 }
 
+/** How a run sees its terminal. */
+export interface RunOptions {
+  /** Report progress on stderr, as on a terminal (default `false`: results only). */
+  readonly progress?: boolean | undefined
+}
+
 /** Runs the CLI on `args` with the given environment and working directory. */
-export const run = (args: ReadonlyArray<string>, env: Readonly<Record<string, string>>, cwd: string): Effect.Effect<Result> =>
+export const run = (args: ReadonlyArray<string>, env: Readonly<Record<string, string>>, cwd: string, options: RunOptions = {}): Effect.Effect<Result> =>
   Effect.gen(function*() {
     const out: Array<string> = []
     const err: Array<string> = []
     const console = LineConsole.make((stream, text) => (stream === "stdout" ? out : err).push(text))
     const code = yield* Cli.run(args).pipe(
       Effect.withConsole(console),
-      Effect.provide(Layer.merge(NodeContext.layer, CliEnvironment.layer({ env, cwd, color: false })))
+      Effect.provide(Layer.merge(NodeContext.layer, CliEnvironment.layer({ env, cwd, color: false, progress: options.progress ?? false })))
     )
     return { code, stdout: out.join("\n"), stderr: err.join("\n") }
   })
@@ -49,7 +55,7 @@ export const sandbox = (): Sandbox => {
   return {
     dir,
     env,
-    run: (args, extra = {}) => run(args, { ...env, ...extra }, join(dir, "work")),
+    run: (args, extra = {}, options = {}) => run(args, { ...env, ...extra }, join(dir, "work"), options),
     remove: () => rmSync(dir, { recursive: true, force: true })
   }
 }
@@ -71,4 +77,33 @@ export const sandboxes = (): (() => Sandbox) => {
     made.push(s)
     return s
   }
+}
+
+/** One row of the `diagnose` table. */
+export interface DiagnoseRow {
+  readonly name: string
+  readonly status: "ok" | "failed" | "warning" | "skipped"
+  readonly ms: number | undefined
+  readonly detail: string
+}
+
+const diagnoseRow = /^(.+?) {2,}(✓ ok|✗ failed|! warning|- skipped) +(?:(\d+) ms +)?(\S.*)$/
+const statusOf = { "✓ ok": "ok", "✗ failed": "failed", "! warning": "warning", "- skipped": "skipped" } as const
+
+/** The `diagnose` output: its header, rows and summary line; throws on a line that is none of them. */
+export const parseDiagnose = (stdout: string): { readonly header: string; readonly rows: ReadonlyArray<DiagnoseRow>; readonly summary: string } => {
+  const lines = stdout.split("\n")
+  const rows = lines.slice(1, -1).map((line) => {
+    const m = diagnoseRow.exec(line)
+    if (m === null) throw new Error(`not a diagnose row: ${line}`)
+    return { name: m[1] ?? "", status: statusOf[m[2] as keyof typeof statusOf], ms: m[3] === undefined ? undefined : Number(m[3]), detail: m[4] ?? "" }
+  })
+  return { header: lines[0] ?? "", rows, summary: lines.at(-1) ?? "" }
+}
+
+/** The row of check `name`; throws when there is none. */
+export const rowOf = (rows: ReadonlyArray<DiagnoseRow>, name: string): DiagnoseRow => {
+  const row = rows.find((r) => r.name === name)
+  if (row === undefined) throw new Error(`no '${name}' row in ${rows.map((r) => r.name).join(", ")}`)
+  return row
 }

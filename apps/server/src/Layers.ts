@@ -280,6 +280,7 @@ export type Services =
   | LlmProviders.LlmProviders
   | StorePorts
   | ObjectStore.ObjectStore
+  | ResponseCache.ResponseCache
   | UnifiedSessionManager.UnifiedSessionManager
   | CorporateLlmGateway.CorporateLlmGateway
   | AiProcessingGateway.AiProcessingGateway
@@ -326,9 +327,10 @@ export const gateways = <S, E>(
     Layer.provide(Layer.succeed(CorporateLlmGateway.Settings, config.corporate_llm)),
     Layer.provideMerge(base)
   )
+  // The cache stays in the output: `/health` and `diagnose` probe it.
   const gw2 = AiProcessingGateway.layer.pipe(
-    Layer.provide(Layer.merge(Layer.succeed(AiProcessingGateway.Settings, config.ai_processing), cache(config))),
-    Layer.provideMerge(gw1)
+    Layer.provide(Layer.succeed(AiProcessingGateway.Settings, config.ai_processing)),
+    Layer.provideMerge(Layer.merge(gw1, cache(config)))
   )
   const sessions = UnifiedSessionManager.layer().pipe(Layer.provideMerge(gw2))
   return WorkflowOptimizerGateway.layer.pipe(

@@ -23,6 +23,7 @@ import { KeysHttp } from "./keys/Http.js"
 import { onClientError } from "./http/Errors.js"
 import { ApiMiddleware } from "./http/Middleware.js"
 import * as Layers from "./Layers.js"
+import * as Tracing from "./observability/Tracing.js"
 import { MetricsHttp } from "./metrics/Http.js"
 import { ModelsHttp } from "./models/Http.js"
 import { WorkflowsHttp } from "./workflows/Http.js"
@@ -30,11 +31,12 @@ import { WorkflowsHttp } from "./workflows/Http.js"
 /** Options of the server. */
 export interface Options extends Layers.Options {
   /**
-   * Trace every HTTP request with a span (default `false`: no exporter is configured, and the
-   * span costs ~0.1 ms of CPU per request). The gateways' own spans are unaffected.
+   * Trace every HTTP request with a span (default: on when `observability.otlp_endpoint` is set,
+   * which also installs the OTLP exporter; off otherwise, the span costing ~0.1 ms of CPU per
+   * request). The gateways' own spans are unaffected.
    */
   readonly tracing?: boolean | undefined
-  /** On shutdown, how long in-flight requests may finish before their connections are cut (default 10 s). */
+  /** On shutdown, how long in-flight requests may finish before their connections are cut (default `server.shutdown_grace_seconds`). */
   readonly shutdownGraceMs?: number | undefined
   /** Lines to log once the server listens (e.g. the config loader's notes). */
   readonly notes?: ReadonlyArray<string> | undefined
@@ -75,7 +77,7 @@ export const layerWith = <E>(
       yield* HttpServer.HttpServer
       yield* Effect.addFinalizer(() =>
         Effect.logInfo("shutting down: no new connections; waiting for in-flight requests").pipe(Effect.zipRight(Effect.sync(() => {
-          const timer = setTimeout(() => nodeServer?.closeAllConnections(), options.shutdownGraceMs ?? 10_000)
+          const timer = setTimeout(() => nodeServer?.closeAllConnections(), options.shutdownGraceMs ?? config.server.shutdown_grace_seconds * 1000)
           timer.unref()
         })))
       )
@@ -104,12 +106,12 @@ export const layerWith = <E>(
       for (const note of options.notes ?? []) yield* Effect.logInfo(note)
     })).pipe(Layer.provide(auth))
     const http = HttpLive.pipe(Layer.provide(auth))
-    const routes = options.tracing === true ? http : HttpMiddleware.withTracerDisabledWhen(http, () => true)
+    const routes = (options.tracing ?? Tracing.enabled(config)) ? http : HttpMiddleware.withTracerDisabledWhen(http, () => true)
     return Layer.mergeAll(routes, grace, announce).pipe(
       Layer.provideMerge(listener),
       Layer.provideMerge(Layer.succeedContext(services))
     )
-  })
+  }).pipe(Layer.provide(Tracing.layer(config)))
 
 /** Runs the server until interrupted (SIGINT/SIGTERM under `NodeRuntime.runMain`). */
 export const serve = (config: Config.GatewayConfig, options: Options = {}): Effect.Effect<never, Layers.BuildError | ServeError> =>

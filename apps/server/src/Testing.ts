@@ -15,14 +15,16 @@ type DeepPartialInput = { readonly [K in keyof Config.GatewayConfigInput]?: Part
 
 /**
  * A configuration for tests: embedded defaults, the mock provider, data under `dataDir`, the
- * response cache in memory, plus `overrides` section by section.
+ * response cache in memory, no access log, plus `overrides` section by section.
  */
 export const config = (dataDir: string, overrides: DeepPartialInput = {}): Config.GatewayConfig => {
   const input: Record<string, unknown> = {
     ...overrides,
     corporate_llm: { default_provider: "mock", ...overrides.corporate_llm },
     storage: { data_dir: dataDir, cache: "memory", ...overrides.storage },
-    server: { host: "127.0.0.1", port: 0, ...overrides.server }
+    server: { host: "127.0.0.1", port: 0, ...overrides.server },
+    // No access-log line per request in tests unless a test asks for it.
+    observability: { access_log: false, ...overrides.observability }
   }
   return Schema.decodeUnknownSync(Config.GatewayConfig, { onExcessProperty: "error" })(input)
 }

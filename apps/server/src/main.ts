@@ -7,6 +7,7 @@ import * as NodePath from "@effect/platform-node/NodePath"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Layer } from "effect"
 import * as Load from "./config/Load.js"
+import * as Logging from "./observability/Logging.js"
 import * as Server from "./Server.js"
 
 const argv = process.argv.slice(2)
@@ -19,7 +20,7 @@ const program = Effect.gen(function*() {
     migrate: !argv.includes("--no-migrate"),
     awsCredentials: loaded.awsCredentials,
     notes: loaded.notes
-  })
+  }).pipe(Effect.provide(Logging.layer(loaded.config.observability)))
 }).pipe(
   Effect.provide(Layer.merge(NodeFileSystem.layer, NodePath.layer)),
   // Start-up failures are printed as they are, without a stack: they are the operator's to fix.

@@ -127,5 +127,11 @@ layer(ServerLive, { excludeTestServices: true })("limits", (it) => {
       )
       const oneKey = yield* json(url, "GET", `/v1/budget?key_id=${key.id}`, ADMIN)
       expect((oneKey.body["budgets"] as Array<{ scope: string }>).map((b) => b.scope)).toContain(`key:${key.id}`)
+      // /metrics exports the global and each configured team's budgets (a bounded label set), not keys'.
+      const scrape = yield* Effect.promise(() => fetch(`${url}/metrics`).then((r) => r.text()))
+      expect(scrape).toMatch(/tidyllm_budget_remaining_usd\{[^}]*scope="team:quants"[^}]*\} /)
+      expect(scrape).toMatch(/tidyllm_budget_remaining_usd\{[^}]*scope="team:interns"[^}]*\} /)
+      expect(scrape.split("\n").some((l) => l.startsWith("tidyllm_budget_limit_usd{") && l.includes('period="month"') && l.includes('scope="global"') && l.endsWith(" 500"))).toBe(true)
+      expect(scrape).not.toContain(`key:${key.id}`)
     }))
 })

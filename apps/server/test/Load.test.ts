@@ -139,7 +139,7 @@ describe("config loader", () => {
     const r = Load.resolve(undefined, {})
     expect(Either.isRight(r)).toBe(true)
     if (Either.isRight(r)) {
-      expect(r.right.config.server).toEqual({ host: "127.0.0.1", port: 8080, max_body_bytes: 1_048_576, auth: "auto", key_cache_seconds: 5 })
+      expect(r.right.config.server).toEqual({ host: "127.0.0.1", port: 8080, max_body_bytes: 1_048_576, auth: "auto", key_cache_seconds: 5, shutdown_grace_seconds: 10 })
       expect(r.right.config.storage.data_dir).toBe(".tidyllm")
       expect(r.right.config.corporate_llm.default_provider).toBe("mock")
     }

@@ -303,7 +303,14 @@ layer(ServerLive, { excludeTestServices: true, timeout: "120 seconds" })("GET /m
       expect(total(after, "tidyllm_audit_queue_oldest_age_seconds")).toBeLessThan(5)
       expect(delta("tidyllm_audit_rows_committed_total")).toBe(3)
       expect(delta("tidyllm_audit_commit_lag_seconds_count")).toBeGreaterThan(0)
-      for (const collector of ["budget", "circuit_breakers", "audit_queue"]) expect(total(after, "tidyllm_metrics_collector_up", { collector })).toBe(1)
+      for (const collector of ["budget", "circuit_breakers", "audit_queue", "db_pool"]) expect(total(after, "tidyllm_metrics_collector_up", { collector })).toBe(1)
+      // Database pool: PGlite is one session, in use or idle (the other collectors query it during the scrape).
+      const pglite = (state: string) => total(after, "tidyllm_db_pool_connections", { engine: "pglite", state })
+      expect(pglite("total")).toBe(1)
+      expect(pglite("in_use") + pglite("idle")).toBe(1)
+      expect(after.lines.filter((l) => l.name === "tidyllm_db_pool_connections").map((l) => l.labels["state"]).sort()).toEqual(["idle", "in_use", "total", "waiting"])
+      expect(total(after, "tidyllm_db_pool_max_connections", { engine: "pglite" })).toBe(1)
+      expect(after.types.get("tidyllm_db_pool_connections")).toBe("gauge")
       // Process metrics.
       expect(total(after, "process_resident_memory_bytes")).toBeGreaterThan(10_000_000)
       expect(after.types.get("process_cpu_seconds_total")).toBe("counter")

@@ -149,6 +149,21 @@ const cacheable = (v: ResponseCache.CachedResponse): boolean => {
 const servable = (v: unknown): v is ResponseCache.CachedResponse =>
   isCachedResponse(v) && !(toolFinishes.has(v.finish_reason) && (v.tool_calls?.length ?? 0) === 0)
 
+/** How an attempt ended, as its span says: `success`, the error's type (with a provider error's kind), or `cancelled`. */
+const attemptOutcome = (exit: Exit.Exit<unknown, Errors.GatewayError>): string => {
+  if (Exit.isSuccess(exit)) return "success"
+  const error = Cause.failureOption(exit.cause)
+  if (Option.isSome(error)) return error.value._tag === "ProviderError" ? `${error.value.type}:${error.value.kind}` : error.value.type
+  return Cause.isInterruptedOnly(exit.cause) ? "cancelled" : "defect"
+}
+
+/** One attempt of one backend as a span of its own (gateway #1's span is its child). */
+const tracedAttempt = <A>(attempt: Effect.Effect<A, Errors.GatewayError>, backend: string, n: number): Effect.Effect<A, Errors.GatewayError> =>
+  attempt.pipe(
+    Effect.onExit((exit) => Effect.annotateCurrentSpan("tidyllm.outcome", attemptOutcome(exit))),
+    Effect.withSpan("AiProcessingGateway.attempt", { attributes: { "tidyllm.backend": backend, "tidyllm.attempt": n } })
+  )
+
 const firstLine = (cause: Cause.Cause<unknown>) => {
   const failure = Cause.failureOption(cause)
   if (Option.isSome(failure) && typeof failure.value === "object" && failure.value !== null && "message" in failure.value) return String(failure.value.message)
@@ -346,7 +361,7 @@ export const make = Effect.gen(function*() {
       for (const [index, backend] of backends.entries()) {
         const model = yield* breakerModel(request, backend)
         for (let tryNo = 0; ; tryNo++) {
-          const run = yield* guarded(backend, model, attempt(backend, n + 1), deferSuccess)
+          const run = yield* guarded(backend, model, tracedAttempt(attempt(backend, n + 1), backend, n + 1), deferSuccess)
           if (run._tag === "Rejected") {
             failures.push({ backend, attempt: 0, error_type: "circuit_open", message: run.error.message })
             break
@@ -394,7 +409,9 @@ export const make = Effect.gen(function*() {
     const started = yield* Clock.currentTimeMillis
     const backends = backendsFor(request)
     const cached = yield* lookup(request, backends, context)
-    if (Option.isSome(cached) && Option.isSome(cached.value.hit)) return yield* hitResponse(request, context, cached.value.hit.value, started)
+    const hit = Option.flatMap(cached, (c) => c.hit)
+    yield* Effect.annotateCurrentSpan("tidyllm.cache_hit", Option.isSome(hit))
+    if (Option.isSome(hit)) return yield* hitResponse(request, context, hit.value, started)
     const result = yield* withFailover(request, context, backends, (backend, attempt) =>
       gw1.process({ ...request, provider: backend }, { ...context, timeout_ms, attempt })
     )
@@ -408,6 +425,7 @@ export const make = Effect.gen(function*() {
       })
     }
     const now = yield* Clock.currentTimeMillis
+    yield* Effect.annotateCurrentSpan({ "tidyllm.backend_used": result.backend, "tidyllm.attempts": result.attempts })
     return {
       ...response,
       metadata: { ...response.metadata, latency_ms: Math.round(now - started), cache_hit: false, backend_used: result.backend, attempts: result.attempts }
@@ -419,9 +437,9 @@ export const make = Effect.gen(function*() {
       const started = yield* Clock.currentTimeMillis
       const backends = backendsFor(request)
       const cached = yield* lookup(request, backends, context)
-      if (Option.isSome(cached) && Option.isSome(cached.value.hit)) {
-        return replay(yield* hitResponse(request, context, cached.value.hit.value, started))
-      }
+      const hit = Option.flatMap(cached, (c) => c.hit)
+      yield* Effect.annotateCurrentSpan("tidyllm.cache_hit", Option.isSome(hit))
+      if (Option.isSome(hit)) return replay(yield* hitResponse(request, context, hit.value, started))
       // Failover happens only before the first event: once text has reached the client it cannot be taken back.
       const outer = yield* Effect.scope
       const opened = yield* withFailover(request, context, backends, (backend, attempt) =>
@@ -436,6 +454,7 @@ export const make = Effect.gen(function*() {
         }),
         true
       )
+      yield* Effect.annotateCurrentSpan({ "tidyllm.backend_used": opened.backend, "tidyllm.attempts": opened.attempts })
       const seen = yield* Ref.make({ text: "", tools: [] as ReadonlyArray<Extract<StreamEvent, { _tag: "ToolCallDelta" }>>, finished: false })
       // The scope ends with the stream: failed, finished, or (successfully, without `Done`) when the client stopped reading.
       yield* Effect.addFinalizer((exit) => Effect.flatMap(Ref.get(seen), (s) => streamEnded(opened.permit, s.finished, exit)))
@@ -471,7 +490,7 @@ export const make = Effect.gen(function*() {
           })
         )
       )
-    }))
+    })).pipe(Stream.withSpan("AiProcessingGateway.processStream"))
 
   const openOrFailing = (b: CircuitBreakerStatus) => b.state !== "closed" || b.consecutive_failures > 0
 

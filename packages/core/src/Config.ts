@@ -205,10 +205,36 @@ export const ServerSettings = Schema.Struct({
   admin_key: Schema.optional(Schema.Redacted(Schema.String.pipe(Schema.minLength(32)))),
   /** How long a replica trusts a looked-up key before asking the store again (revocation reaches other replicas within this). */
   key_cache_seconds: dflt(NonNegativeNumber, () => 5),
+  /** On SIGTERM/SIGINT, how long in-flight requests may finish before their connections are cut. */
+  shutdown_grace_seconds: dflt(NonNegativeNumber, () => 10),
   /** Largest request body accepted, in bytes. */
   max_body_bytes: dflt(Schema.Int.pipe(Schema.positive()), () => 1_048_576)
 })
 export type ServerSettings = typeof ServerSettings.Type
+
+/** Logs and traces. */
+export const ObservabilitySettings = Schema.Struct({
+  /** `json`: one JSON object a line (for log shippers); `text`: logfmt-style lines for people. */
+  log_format: dflt(Schema.Literal("json", "text"), () => "json" as const),
+  /** The least severe level logged. */
+  log_level: dflt(Schema.Literal("debug", "info", "warning", "error"), () => "info" as const),
+  /** One access-log line per request (request id, caller, route, status, duration). */
+  access_log: dflt(Schema.Boolean, () => true),
+  /**
+   * Where OTLP/HTTP traces go, e.g. `http://collector:4318/v1/traces` or MLflow's
+   * `http://mlflow:5000/v1/traces`; unset: no traces exported (the default).
+   */
+  otlp_endpoint: Schema.optional(Name),
+  /** Extra headers of the trace export (an authorization token, a tenant). */
+  otlp_headers: Schema.optional(Schema.Record({ key: Name, value: Schema.Redacted(Schema.String) })),
+  /** The MLflow experiment traces are filed under (sent as `x-mlflow-experiment-id`). */
+  mlflow_experiment_id: Schema.optional(Name),
+  /** `service.name` of the exported spans. */
+  service_name: dflt(Name, () => "tidyllm-gateway"),
+  /** Fraction of requests traced (0-1). */
+  trace_sample_ratio: dflt(Schema.Number.pipe(Schema.finite(), Schema.between(0, 1)), () => 1)
+})
+export type ObservabilitySettings = typeof ObservabilitySettings.Type
 
 /** The whole configuration. */
 export const GatewayConfig = Schema.Struct({
@@ -219,7 +245,8 @@ export const GatewayConfig = Schema.Struct({
   /** Catalog entries added to (or replacing, by id) the built-in Bedrock catalog. */
   models: dflt(Schema.Array(ModelEntry), () => []),
   storage: dflt(StorageSettings, () => Schema.decodeSync(StorageSettings)({})),
-  server: dflt(ServerSettings, () => Schema.decodeSync(ServerSettings)({}))
+  server: dflt(ServerSettings, () => Schema.decodeSync(ServerSettings)({})),
+  observability: dflt(ObservabilitySettings, () => Schema.decodeSync(ObservabilitySettings)({}))
 })
 export type GatewayConfig = typeof GatewayConfig.Type
 export type GatewayConfigInput = typeof GatewayConfig.Encoded

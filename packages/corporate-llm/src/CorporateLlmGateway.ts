@@ -12,6 +12,7 @@ import * as RateLimits from "./RateLimits.js"
 import type { Completion, LlmProvider, ProviderCall, StreamEvent as ProviderStreamEvent } from "./LlmProvider.js"
 import * as LlmProviders from "./LlmProviders.js"
 import * as Metrics from "./Metrics.js"
+import * as GenAi from "./internal/genAi.js"
 import { auditPrompt } from "./internal/prompt.js"
 import { embeddingTokensUpperBound, inputTokensTypical, inputTokensUpperBound } from "./internal/tokens.js"
 
@@ -321,11 +322,42 @@ export const make = Effect.gen(function*() {
     readonly usage: Usage.TokenUsage
     readonly cost: Money.Nanos
     readonly error?: { readonly type: string; readonly message: string } | undefined
+    /** Why the model stopped, when it answered (for the span only). */
+    readonly finish_reason?: string | undefined
+  }
+
+  /**
+   * The outcome of a request as attributes of its span: the GenAI conventions' names and the
+   * gateway's own, all of them already in the audit row; never prompt text.
+   */
+  const outcomeAttributes = (id: string, request: LlmRequest.LLMRequest, options: CallOptions, reason: string, o: Outcome): Record<string, unknown> => {
+    const system = GenAi.systemOf(o.provider)
+    const attributes: Record<string, unknown> = {
+      "gen_ai.system": system,
+      "gen_ai.provider.name": system,
+      "gen_ai.request.model": clip(request.model ?? o.model),
+      "gen_ai.usage.input_tokens": o.usage.input_tokens,
+      "gen_ai.usage.output_tokens": o.usage.output_tokens,
+      "tidyllm.cost_usd": Money.toUsd(o.cost),
+      "tidyllm.status": o.status,
+      "tidyllm.audit_id": id,
+      "tidyllm.request_id": options.request_id,
+      "tidyllm.reason": clip(reason)
+    }
+    if (o.status === "success" || o.status === "cache_hit" || o.status === "stream_error") attributes["gen_ai.response.model"] = o.model
+    // A plain string: the span API of Effect has no string arrays (the conventions' type is string[]).
+    if (o.finish_reason !== undefined) attributes["gen_ai.response.finish_reasons"] = o.finish_reason
+    if (request.temperature !== undefined) attributes["gen_ai.request.temperature"] = request.temperature
+    if (options.caller.team !== undefined) attributes["tidyllm.team"] = options.caller.team
+    if (options.caller.key_id !== undefined) attributes["tidyllm.key_id"] = options.caller.key_id
+    if (o.error !== undefined) attributes["error.type"] = o.error.type
+    return attributes
   }
 
   const writeAudit = (id: string, request: LlmRequest.LLMRequest, options: CallOptions, reason: string, started: number, o: Outcome) =>
     Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
+      yield* Effect.annotateCurrentSpan(outcomeAttributes(id, request, options, reason, o))
       yield* Metrics.recordOutcome(metrics.instruments(o.provider, o.model), o.status, o.usage.input_tokens, o.usage.output_tokens, o.cost)
       yield* audit.write({
         id,
@@ -367,6 +399,7 @@ export const make = Effect.gen(function*() {
       const admitted = yield* admit(request, options).pipe(
         Effect.tapError((e) => writeAudit(auditId, request, options, (request.reason ?? options.reason ?? "").trim() || "(none)", started, rejectionOutcome(request, e)))
       )
+      yield* Effect.annotateCurrentSpan("gen_ai.request.max_tokens", admitted.call.max_tokens)
       const reservation = yield* ledger.reserve({
         scopes: scopes(options.caller),
         amount: admitted.worstCase,
@@ -420,7 +453,7 @@ export const make = Effect.gen(function*() {
           })
         })
 
-  const process = Effect.fn("CorporateLlmGateway.process")(function*(request: LlmRequest.LLMRequest, options: CallOptions) {
+  const process = Effect.fn("CorporateLlmGateway.process", { attributes: { "gen_ai.operation.name": "chat" } })(function*(request: LlmRequest.LLMRequest, options: CallOptions) {
     const started = yield* Clock.currentTimeMillis
     const auditId = Ids.randomUuid()
     return yield* Effect.uninterruptibleMask((restore) =>
@@ -437,7 +470,7 @@ export const make = Effect.gen(function*() {
           yield* ledger.settle(reservation, cost)
           yield* addOutputTokens(options.caller, completion.usage.output_tokens)
           yield* writeAudit(auditId, request, options, admitted.reason, started, {
-            status: "success", provider: admitted.provider.name, model: admitted.call.model.id, usage: completion.usage, cost
+            status: "success", provider: admitted.provider.name, model: admitted.call.model.id, usage: completion.usage, cost, finish_reason: completion.finish_reason
           })
           const response: LlmRequest.LLMResponse = {
             status: "success",
@@ -508,7 +541,7 @@ export const make = Effect.gen(function*() {
         yield* ledger.settle(reservation, cost)
         yield* addOutputTokens(options.caller, usage.output_tokens)
         yield* writeAudit(auditId, request, options, admitted.reason, started, {
-          status: "success", provider: admitted.provider.name, model: admitted.call.model.id, usage, cost
+          status: "success", provider: admitted.provider.name, model: admitted.call.model.id, usage, cost, finish_reason: d.finish
         })
         yield* Ref.set(finished, true)
         const response: LlmRequest.LLMResponse = {
@@ -551,9 +584,13 @@ export const make = Effect.gen(function*() {
         }), options.timeout_ms)
       )
       return Stream.concat(timed, Stream.fromEffect(finish))
-    }))
+    })).pipe(
+      // Setup, provider stream, `finish` and the finalizer run under this span, which ends after
+      // the finalizer: it carries the outcome of the stream as settled (finished, failed or cut).
+      Stream.withSpan("CorporateLlmGateway.processStream", { attributes: { "gen_ai.operation.name": "chat", "gen_ai.request.stream": true } })
+    )
 
-  const embed = Effect.fn("CorporateLlmGateway.embed")(function*(request: LlmRequest.EmbeddingRequest, options: CallOptions) {
+  const embed = Effect.fn("CorporateLlmGateway.embed", { attributes: { "gen_ai.operation.name": "embeddings" } })(function*(request: LlmRequest.EmbeddingRequest, options: CallOptions) {
     const started = yield* Clock.currentTimeMillis
     const auditId = Ids.randomUuid()
     const input = LlmRequest.inputsOf(request)

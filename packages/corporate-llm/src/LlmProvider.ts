@@ -64,6 +64,8 @@ export type StreamEvent =
 export interface ProviderHealth {
   readonly configured: boolean
   readonly detail: string
+  /** Whether the provider's endpoint answered a probe just now; absent when `health` looks at the configuration only (no network). */
+  readonly reachable?: boolean | undefined
 }
 
 /** A model provider. */

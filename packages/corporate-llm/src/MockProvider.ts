@@ -3,7 +3,7 @@
  * budgets, cost and audit behave offline as they do against a real provider.
  */
 import { createHash } from "node:crypto"
-import { Duration, Effect, Stream } from "effect"
+import { Duration, Effect, Stream, type Tracer } from "effect"
 import type { LlmRequest } from "@tidyllm/core"
 import type { Completion, EmbedCall, Embeddings, LlmProvider, ProviderCall, StreamEvent } from "./LlmProvider.js"
 import { inputTokensTypical } from "./internal/tokens.js"
@@ -76,10 +76,16 @@ export const embeddings = (call: EmbedCall): Embeddings => ({
 export const make = (options?: Options): LlmProvider => {
   const latency = Duration.millis(options?.latency_ms ?? 0)
   const delay = <A, E, R>(self: Effect.Effect<A, E, R>) => (Duration.toMillis(latency) > 0 ? Effect.delay(self, latency) : self)
+  const name = options?.name ?? "mock"
+  // A provider call's span, as the real adapters make it (OpenTelemetry GenAI conventions).
+  const span = (operation: string, model: string): Tracer.SpanOptions => ({
+    kind: "client",
+    attributes: { "gen_ai.operation.name": operation, "gen_ai.system": name, "gen_ai.provider.name": name, "gen_ai.request.model": model }
+  })
   return {
-    name: options?.name ?? "mock",
+    name,
     mock: true,
-    complete: (call) => delay(Effect.sync(() => answer(call))),
+    complete: (call) => delay(Effect.sync(() => answer(call))).pipe(Effect.withSpan("MockProvider.complete", span("chat", call.model_id))),
     stream: (call) =>
       Stream.unwrap(delay(Effect.sync(() => {
         const a = answer(call)
@@ -93,8 +99,8 @@ export const make = (options?: Options): LlmProvider => {
         return chunkDelay > 0
           ? Stream.fromIterable(events).pipe(Stream.tap(() => Effect.sleep(Duration.millis(chunkDelay))))
           : Stream.fromIterable(events)
-      }))),
-    embed: (call) => delay(Effect.sync(() => embeddings(call))),
+      }))).pipe(Stream.withSpan("MockProvider.stream", span("chat", call.model_id))),
+    embed: (call) => delay(Effect.sync(() => embeddings(call))).pipe(Effect.withSpan("MockProvider.embed", span("embeddings", call.model_id))),
     health: Effect.succeed({ configured: true, detail: "offline mock provider: answers are not from a model" })
   }
 }

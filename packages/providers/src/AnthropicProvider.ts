@@ -30,6 +30,7 @@ import {
   stringProperty,
   timeoutCodes
 } from "./internal/errors.js"
+import { clientSpan } from "./internal/spans.js"
 
 /** Adapter options the app decides. */
 export interface Options {
@@ -379,8 +380,10 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
     // scrubbed, inside their spans.
     const scrub = scrubError(scrubber([secret]))
 
-    const complete = Effect.fn("AnthropicProvider.complete")(function*(call: LlmProvider.ProviderCall) {
-      yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id })
+    const chatSpan = clientSpan("anthropic", "chat", options.baseUrl)
+
+    const complete = Effect.fn("AnthropicProvider.complete", chatSpan)(function*(call: LlmProvider.ProviderCall) {
+      yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
       const context = contextOf(call)
       const request = yield* toMessagesRequest(call, context)
       const message = yield* Effect.tryPromise({
@@ -451,7 +454,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
             }))
         )
         return Stream.concat(body, end)
-      })).pipe(Stream.mapError(scrub), Stream.withSpan("AnthropicProvider.stream", { attributes: { provider: name, model: call.model_id } }))
+      })).pipe(Stream.mapError(scrub), Stream.withSpan("AnthropicProvider.stream", { ...chatSpan, attributes: { ...chatSpan.attributes, provider: name, model: call.model_id, "gen_ai.request.model": call.model_id } }))
     }
 
     const detail = [

@@ -23,6 +23,7 @@ import { Errors, type Config, type LlmRequest, type Usage } from "@tidyllm/core"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
 import { Effect, Either, Option, Predicate, Redacted, Schema, Stream, type Scope } from "effect"
 import { connectionCodes, connectionMessage, kindByStatus, scrubber, scrubError, stringProperty } from "./internal/errors.js"
+import { clientSpan } from "./internal/spans.js"
 
 /** Adapter options the app decides. */
 export interface Options {
@@ -437,8 +438,11 @@ export const make = (
     ))
     const contextOf = (call: { readonly model_id: string }): ErrorContext => ({ provider: name, model: call.model_id })
 
-    const complete = Effect.fn("BedrockProvider.complete")(function*(call: LlmProvider.ProviderCall) {
-      yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id })
+    const url = settings.endpoint ?? `https://bedrock-runtime.${settings.region}.amazonaws.com`
+    const chatSpan = clientSpan("aws.bedrock", "chat", url)
+
+    const complete = Effect.fn("BedrockProvider.complete", chatSpan)(function*(call: LlmProvider.ProviderCall) {
+      yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
       const input = yield* toConverseInput(call, name)
       const output = yield* Effect.tryPromise({
         try: (signal) => client.send(new ConverseCommand(input), { abortSignal: signal }),
@@ -486,7 +490,7 @@ export const make = (
           Stream.mapAccumEffect(initialStreamState, toStreamEvents(context)),
           Stream.flattenIterables
         )
-      })).pipe(Stream.mapError(scrub), Stream.withSpan("BedrockProvider.stream", { attributes: { provider: name, model: call.model_id } }))
+      })).pipe(Stream.mapError(scrub), Stream.withSpan("BedrockProvider.stream", { ...chatSpan, attributes: { ...chatSpan.attributes, provider: name, model: call.model_id, "gen_ai.request.model": call.model_id } }))
     }
 
     const embedOne = (call: LlmProvider.EmbedCall, text: string) =>
@@ -519,8 +523,8 @@ export const make = (
       )
 
     /** Titan text embeddings: one InvokeModel per input (Titan takes one text), a few at a time. */
-    const embed = Effect.fn("BedrockProvider.embed")(function*(call: LlmProvider.EmbedCall) {
-      yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id, inputs: call.input.length })
+    const embed = Effect.fn("BedrockProvider.embed", clientSpan("aws.bedrock", "embeddings", url))(function*(call: LlmProvider.EmbedCall) {
+      yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id, inputs: call.input.length, "gen_ai.request.model": call.model_id })
       if (call.dimensions !== undefined && fixedSizeTitan.test(call.model_id)) {
         return yield* invalidCall(contextOf(call), `${call.model_id} has vectors of a fixed size: dimensions is not supported`)
       }

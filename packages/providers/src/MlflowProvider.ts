@@ -20,6 +20,7 @@ import {
   stringProperty,
   timeoutCodes
 } from "./internal/errors.js"
+import { clientSpan } from "./internal/spans.js"
 
 /** Adapter options the app decides. */
 export interface Options {
@@ -331,8 +332,10 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
 
     const contextOf = (modelId: string): ErrorContext => ({ provider: name, model: modelId })
 
-    const complete = Effect.fn("MlflowProvider.complete")(function*(call: LlmProvider.ProviderCall) {
-      yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id })
+    const chatSpan = clientSpan(name, "chat", base)
+
+    const complete = Effect.fn("MlflowProvider.complete", chatSpan)(function*(call: LlmProvider.ProviderCall) {
+      yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
       const response = yield* exchange(call.model_id, toChatBody(call, false), ChatResponse, contextOf(call.model_id))
       const choice = response.choices[0]
       const toolCalls = (choice.message.tool_calls ?? []).map((t): LlmRequest.ToolCall => ({
@@ -455,11 +458,11 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
             }))
         )
         return Stream.repeatEffectOption(pull).pipe(Stream.flattenIterables)
-      })).pipe(Stream.mapError(scrub), Stream.withSpan("MlflowProvider.stream", { attributes: { provider: name, model: call.model_id } }))
+      })).pipe(Stream.mapError(scrub), Stream.withSpan("MlflowProvider.stream", { ...chatSpan, attributes: { ...chatSpan.attributes, provider: name, model: call.model_id, "gen_ai.request.model": call.model_id } }))
     }
 
-    const embed = Effect.fn("MlflowProvider.embed")(function*(call: LlmProvider.EmbedCall) {
-      yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id })
+    const embed = Effect.fn("MlflowProvider.embed", clientSpan(name, "embeddings", base))(function*(call: LlmProvider.EmbedCall) {
+      yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
       const context = contextOf(call.model_id)
       const response = yield* exchange(
         call.model_id,
@@ -495,12 +498,14 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
       Effect.map(({ status, text }) => {
         const body = parseJsonText(text)
         const reported = Predicate.isRecord(body) ? stringProperty(body, "status") : undefined
-        return status === 200 ? `reachable, status ${reported ?? text.trim().slice(0, 100)}` : `unhealthy: HTTP ${status}`
+        return status === 200
+          ? { reachable: true, state: `reachable, status ${reported ?? text.trim().slice(0, 100)}` }
+          : { reachable: false, state: `unhealthy: HTTP ${status}` }
       }),
-      Effect.catchAll((reason) => Effect.succeed(`unreachable: ${reason}`)),
+      Effect.catchAll((reason) => Effect.succeed({ reachable: false, state: `unreachable: ${reason}` })),
       // The gateway is configured by its URL alone; whether it answers is the detail, partly in
       // the gateway's own words (its body, its error), so scrubbed too.
-      Effect.map((state) => ({ configured: true, detail: scrubText(`${where}: ${state}`) }))
+      Effect.map(({ reachable, state }) => ({ configured: true, reachable, detail: scrubText(`${where}: ${state}`) }))
     )
 
     return {

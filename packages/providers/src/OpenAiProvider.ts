@@ -17,6 +17,7 @@ import {
   socketCodes,
   stringProperty
 } from "./internal/errors.js"
+import { clientSpan } from "./internal/spans.js"
 
 /** Adapter options the app decides. */
 export interface Options {
@@ -379,8 +380,12 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         new Errors.ProviderError({ message: `${label}: ${reason}`, ...context, kind: "validation", retryable: false })
       ))
 
-    const complete = Effect.fn("OpenAiProvider.complete")(function*(call: LlmProvider.ProviderCall) {
-      yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id })
+    // A compatible server (vLLM, Ollama…) is its own GenAI system, named as configured.
+    const system = flavour === "openai" ? "openai" : name
+    const chatSpan = clientSpan(system, "chat", options.baseUrl)
+
+    const complete = Effect.fn("OpenAiProvider.complete", chatSpan)(function*(call: LlmProvider.ProviderCall) {
+      yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
       const context = contextOf(call.model_id)
       yield* requireKey(context)
       const params = yield* paramsOf(call, context)
@@ -465,11 +470,11 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
           Stream.flattenIterables,
           Stream.concat(ending)
         )
-      })).pipe(Stream.mapError(scrub), Stream.withSpan("OpenAiProvider.stream", { attributes: { provider: name, model: call.model_id } }))
+      })).pipe(Stream.mapError(scrub), Stream.withSpan("OpenAiProvider.stream", { ...chatSpan, attributes: { ...chatSpan.attributes, provider: name, model: call.model_id, "gen_ai.request.model": call.model_id } }))
     }
 
-    const embed = Effect.fn("OpenAiProvider.embed")(function*(call: LlmProvider.EmbedCall) {
-      yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id })
+    const embed = Effect.fn("OpenAiProvider.embed", clientSpan(system, "embeddings", options.baseUrl))(function*(call: LlmProvider.EmbedCall) {
+      yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
       const context = contextOf(call.model_id)
       yield* requireKey(context)
       const response = yield* Effect.tryPromise({

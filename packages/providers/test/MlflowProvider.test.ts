@@ -421,6 +421,7 @@ describe("MlflowProvider", () => {
         const health = yield* provider.health
 
         expect(health.configured).toBe(true)
+        expect(health.reachable).toBe(true)
         expect(health.detail).toBe(`MLflow AI Gateway at ${stub.url}: reachable, status OK`)
         expect(stub.headers().at(-1)?.authorization).toBe(`Bearer ${token}`)
         expect(provider).toMatchObject({ name: "mlflow", mock: false })
@@ -436,6 +437,7 @@ describe("MlflowProvider", () => {
 
         expect(provider.name).toBe("mlflow-eu")
         expect(health.configured).toBe(true)
+        expect(health.reachable).toBe(false)
         expect(health.detail).toContain("unreachable")
         expect(health.detail).toContain("ECONNREFUSED")
         expect(health.detail).not.toContain(token)

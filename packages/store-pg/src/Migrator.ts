@@ -14,7 +14,7 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
-import { Data, Effect, Layer, Option } from "effect"
+import { Data, Duration, Effect, Layer, Option } from "effect"
 import { describe } from "./internal/sqlErrors.js"
 
 /** A migration could not be read or applied. */
@@ -89,19 +89,28 @@ const ensureTable = (sql: SqlClient.SqlClient) =>
     applied_at timestamptz NOT NULL DEFAULT now()
   )`
 
+/** Progress callbacks of {@link run} (the CLI prints each migration as it is applied). */
+export interface RunOptions {
+  /** A migration is about to run (inside its transaction, once it is known to be pending). */
+  readonly onApplying?: ((name: string) => Effect.Effect<void>) | undefined
+  /** A migration was applied and committed, in `duration`. */
+  readonly onApplied?: ((name: string, duration: Duration.Duration) => Effect.Effect<void>) | undefined
+}
+
 /**
  * Applies the migrations of `directory` not applied yet, in order; returns the names it applied
  * (empty when the schema was up to date).
  */
 export const run = (
-  directory: string | URL = defaultDirectory()
+  directory: string | URL = defaultDirectory(),
+  options: RunOptions = {}
 ): Effect.Effect<ReadonlyArray<string>, MigrationError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const migrations = yield* load(directory)
     const applied: Array<string> = []
     for (const migration of migrations) {
-      const done = yield* sql.withTransaction(Effect.gen(function*() {
+      const [duration, done] = yield* sql.withTransaction(Effect.gen(function*() {
         // Held until this transaction ends: a second replica waits here, then sees the row below.
         yield* sql.unsafe(`SELECT pg_advisory_xact_lock(${LOCK_KEY})`)
         yield* ensureTable(sql)
@@ -116,15 +125,20 @@ export const run = (
           }
           return false
         }
+        if (options.onApplying !== undefined) yield* options.onApplying(migration.name)
         yield* sql.unsafe(migration.sql).pipe(Effect.mapError(sqlFailure(migration.name)))
         yield* sql`INSERT INTO tidyllm_migrations (name, checksum) VALUES (${migration.name}, ${migration.checksum})`
         return true
       })).pipe(
+        Effect.timed,
         Effect.catchTag("SqlError", (e) => Effect.fail(sqlFailure(migration.name)(e))),
         // `withTransaction` turns a failed COMMIT into a defect; it is still this file's failure.
         Effect.catchSomeDefect((d) => d instanceof SqlError ? Option.some(Effect.fail(sqlFailure(migration.name)(d))) : Option.none())
       )
-      if (done) applied.push(migration.name)
+      if (done) {
+        applied.push(migration.name)
+        if (options.onApplied !== undefined) yield* options.onApplied(migration.name, duration)
+      }
     }
     if (applied.length > 0) yield* Effect.logInfo(`applied migrations: ${applied.join(", ")}`)
     return applied

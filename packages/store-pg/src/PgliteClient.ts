@@ -20,6 +20,7 @@ import { makeCompiler } from "@effect/sql-pg/PgClient"
 import { PGlite, types, type Results } from "@electric-sql/pglite"
 import { Effect, Layer, Stream } from "effect"
 import type { Scope } from "effect"
+import * as PoolProbe from "./PoolProbe.js"
 
 /** Where the embedded database lives. */
 export interface Config {
@@ -81,12 +82,28 @@ export const make = (config: Config = {}): Effect.Effect<SqlClient.SqlClient, Sq
       }
     }
 
+    // Who holds the permit and who waits for it, for the pool metrics (PoolProbe).
+    let holding = 0
+    let waiting = 0
+    // Interruptible while it waits, like `permit.take`; counted as holding once it has the permit.
+    const take = Effect.uninterruptibleMask((restore) =>
+      Effect.sync(() => waiting++).pipe(
+        Effect.zipRight(restore(permit.take(1)).pipe(Effect.ensuring(Effect.sync(() => waiting--)))),
+        Effect.zipRight(Effect.sync(() => holding++))
+      ))
+    const release = Effect.suspend(() => {
+      holding--
+      return permit.release(1)
+    })
+    yield* PoolProbe.register(Effect.sync((): PoolProbe.PoolUsage => ({ engine: "pglite", max: 1, total: 1, in_use: holding, idle: 1 - holding, waiting })))
+
     // Outside a transaction each statement takes the permit for its own duration…
-    const shared = makeConnection(permit.withPermits(1))
+    const shared = makeConnection((self) =>
+      Effect.uninterruptibleMask((restore) => Effect.zipRight(restore(take), Effect.ensuring(restore(self), release))))
     // …inside one, the transaction holds it (taken here, released when the transaction's scope closes).
     const owned = makeConnection((self) => self)
     const transactionAcquirer: Connection.Acquirer = Effect.as(
-      Effect.acquireRelease(permit.take(1), () => permit.release(1)),
+      Effect.acquireRelease(take, () => release),
       owned
     )
 

@@ -1,6 +1,7 @@
 /** `tidyllm serve [--no-migrate] [--host H] [--port N]`: runs the HTTP server until SIGINT/SIGTERM. */
 import { Command, Options } from "@effect/cli"
-import { Effect, FiberRef, Logger, LogLevel, Option } from "effect"
+import { Effect, Option } from "effect"
+import * as Logging from "@tidyllm/server/observability/Logging"
 import * as Server from "@tidyllm/server/Server"
 import { loadConfig } from "../Root.js"
 
@@ -21,15 +22,12 @@ export const command = Command.make("serve", { noMigrate, host, port }, (args) =
       host: Option.getOrElse(args.host, () => loaded.config.server.host),
       port: Option.getOrElse(args.port, () => loaded.config.server.port)
     }
+    // A server logs as `observability` says (JSON lines by default, from `log_level` up), even
+    // where the other commands stay quiet.
     return yield* Server.serve({ ...loaded.config, server }, {
       migrate: !args.noMigrate,
       awsCredentials: loaded.awsCredentials,
       notes: loaded.notes
-    })
-  }).pipe(
-    // A server logs its start-up and warnings at Info, even where the other commands stay quiet.
-    (self) => Effect.flatMap(FiberRef.get(FiberRef.currentMinimumLogLevel), (current) =>
-      Logger.withMinimumLogLevel(self, LogLevel.lessThan(current, LogLevel.Info) ? current : LogLevel.Info)
-    )
-  )
+    }).pipe(Effect.provide(Logging.layer(loaded.config.observability)))
+  })
 ).pipe(Command.withDescription("run the HTTP server (OpenAI-compatible and native APIs)"))

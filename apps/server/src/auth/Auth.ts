@@ -97,8 +97,10 @@ export const make = (server: Config.ServerSettings, options: { readonly openRech
   Effect.gen(function*() {
     const keys = yield* ApiKeys.ApiKeys
     const now = yield* Clock.currentTimeMillis
+    // A store not yet migrated (`--no-migrate`, readiness waits for `tidyllm migrate`) counts as
+    // holding no key: with a bootstrap key the server still runs in keys mode.
     const active = yield* keys.countActive(new Date(now)).pipe(
-      Effect.mapError((e) => ConfigError.of("cannot read the API keys:", [e.message]))
+      Effect.catchAll((e) => Effect.as(Effect.logWarning(`cannot read the API keys yet (${e.message}); counting none`), 0))
     )
     const mode = yield* Ref.make(yield* decideMode(server, active))
     const bootstrapHash = server.admin_key === undefined ? undefined : ApiKeys.hashSecret(Redacted.value(server.admin_key))

@@ -1,12 +1,13 @@
 /** Handlers of `/health`, `/health/live` and `/health/ready`. */
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { Effect } from "effect"
-import { AiProcessingGateway } from "@tidyllm/ai-processing"
-import { CorporateLlmGateway } from "@tidyllm/corporate-llm"
-import { UnifiedSessionManager } from "@tidyllm/session-manager"
+import { AiProcessingGateway, ResponseCache } from "@tidyllm/ai-processing"
+import { CorporateLlmGateway, LlmProviders } from "@tidyllm/corporate-llm"
+import { ObjectStore, UnifiedSessionManager } from "@tidyllm/session-manager"
 import { WorkflowOptimizerGateway } from "@tidyllm/workflow-optimizer"
 import { Api } from "../Api.js"
-import { Readiness } from "../Layers.js"
+import { AppConfig, Readiness } from "../Layers.js"
+import * as Checks from "./Checks.js"
 
 const live = HttpServerResponse.unsafeJson({ status: "alive" })
 
@@ -18,19 +19,40 @@ export const HealthHttp = HttpApiBuilder.group(Api, "health", (handlers) =>
     const readiness = yield* Readiness
     const gw3 = yield* WorkflowOptimizerGateway.WorkflowOptimizerGateway
     const sessions = yield* UnifiedSessionManager.UnifiedSessionManager
+    const config = yield* AppConfig
+    const objects = yield* ObjectStore.ObjectStore
+    const registry = yield* LlmProviders.LlmProviders
+    const cache = yield* ResponseCache.ResponseCache
+
+    // Every dependency but the database (whose check also gives `services.storage`).
+    const probes: ReadonlyArray<Checks.Probe> = [
+      Checks.objectStore(objects, Checks.describeObjectStore(config)),
+      Checks.cache(config, cache),
+      ...registry.all.map((p) => Checks.provider(p, config))
+    ]
 
     return handlers
       .handleRaw("health", () =>
         Effect.gen(function*() {
-          const [corporate, ai, store, workflow_optimizer, session_manager] = yield* Effect.all(
-            [gw1.health, gw2.health, readiness.check, gw3.health, sessions.health],
+          const [corporate, ai, [databaseCheck, store], workflow_optimizer, session_manager, others] = yield* Effect.all(
+            [
+              gw1.health,
+              gw2.health,
+              Checks.database(readiness),
+              gw3.health,
+              sessions.health,
+              Effect.forEach(probes, (p) => Checks.run(p), { concurrency: "unbounded" })
+            ],
             { concurrency: "unbounded" }
           )
           const storage = { healthy: store.ready, ...store }
-          const healthy = corporate.healthy && ai.healthy && storage.healthy && workflow_optimizer.healthy && session_manager.healthy
+          const servicesHealthy = corporate.healthy && ai.healthy && storage.healthy && workflow_optimizer.healthy && session_manager.healthy
+          const checks = [databaseCheck, ...others].filter((c) => c.skipped !== true).map(({ skipped: _, ...c }) => c)
+          const verdict = Checks.verdict(checks)
+          const status = servicesHealthy ? verdict : "unhealthy"
           return HttpServerResponse.unsafeJson(
-            { status: healthy ? "healthy" : "degraded", services: { corporate_llm: corporate, ai_processing: ai, storage, workflow_optimizer, session_manager } },
-            { status: healthy ? 200 : 503 }
+            { status, services: { corporate_llm: corporate, ai_processing: ai, storage, workflow_optimizer, session_manager }, checks },
+            { status: status === "unhealthy" ? 503 : 200 }
           )
         }))
       .handleRaw("live", () => Effect.succeed(live))

@@ -5,13 +5,14 @@
  * answered (unknown routes, defects).
  */
 import { HttpApiBuilder, HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Cause, Effect, Either, FiberRef, Option, Predicate } from "effect"
+import { Cause, Effect, Either, FiberRef, HashMap, Option, Predicate } from "effect"
 import { Errors } from "@tidyllm/core"
 import * as CorporateLlmMetrics from "@tidyllm/corporate-llm/Metrics"
 import { Api } from "../Api.js"
 import { Auth } from "../auth/Auth.js"
 import type { Principal, Unauthorized } from "../auth/Auth.js"
 import * as Policy from "../auth/Policy.js"
+import { AppConfig } from "../Layers.js"
 import * as HttpMetrics from "../metrics/HttpMetrics.js"
 import { errorResponse, InternalError, NotFound } from "./Errors.js"
 import { currentPrincipal, currentRequestId, openPrincipal, requestIdFrom, userHeader } from "./RequestContext.js"
@@ -50,9 +51,32 @@ const forbidden = (principal: Principal, method: string, template: string, rule:
       : `${method} ${template} needs role ${rule.join(" or ")}; key ${principal.caller.key_id ?? "?"} has role ${principal.role}`
   }), requestId)
 
-/** The middleware as a layer for `HttpApiBuilder.serve`; needs `Auth`. */
-export const ApiMiddleware = HttpApiBuilder.middleware(Api, Effect.map(Auth, (auth) => (app) =>
-  Effect.gen(function*() {
+/** The access-log line of a request, as its response head goes out. */
+const accessLine = (
+  request: HttpServerRequest.HttpServerRequest,
+  route: HttpMetrics.Route,
+  status: number,
+  seconds: number,
+  upstream: CorporateLlmMetrics.UpstreamTimer,
+  principal: Principal | undefined
+) =>
+  Effect.logInfo("http request").pipe(Effect.annotateLogs({
+    method: request.method,
+    route: route.template,
+    path: request.url.split("?")[0] ?? "",
+    status,
+    duration_ms: Math.round(seconds * 1e6) / 1e3,
+    ...(upstream.calls > 0 ? { upstream_ms: Math.round(upstream.seconds * 1e6) / 1e3 } : {}),
+    ...(principal?.caller.key_id === undefined ? {} : { key_id: principal.caller.key_id }),
+    ...(principal?.caller.team === undefined ? {} : { team: principal.caller.team }),
+    ...(principal?.caller.user_id === undefined ? {} : { user: principal.caller.user_id }),
+    ...(principal === undefined ? {} : { role: principal.role })
+  }))
+
+/** The middleware as a layer for `HttpApiBuilder.serve`; needs `Auth` and the configuration. */
+export const ApiMiddleware = HttpApiBuilder.middleware(Api, Effect.map(Effect.all([Auth, AppConfig]), ([auth, config]) => {
+  const accessLog = config.observability.access_log
+  return (app) => Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
     const started = performance.now()
     const route = routes.match(request.method, request.url)
@@ -61,20 +85,25 @@ export const ApiMiddleware = HttpApiBuilder.middleware(Api, Effect.map(Auth, (au
     const upstream: CorporateLlmMetrics.UpstreamTimer = { seconds: 0, calls: 0 }
     yield* FiberRef.set(CorporateLlmMetrics.currentUpstreamTimer, upstream)
     const requestId = requestIdFrom(request.headers["x-request-id"])
-    // The metrics are recorded as the response head goes out (a request whose client left before is
-    // not counted here; gateway #1 counts it as `cancelled`).
-    yield* HttpApp.appendPreResponseHandler((_req, response) =>
-      Effect.sync(() => {
-        routes.record(route, response.status, (performance.now() - started) / 1000, upstream)
-        return HttpServerResponse.setHeader(response, "x-request-id", requestId)
-      }))
+    let caller: Principal | undefined
+    // The metrics (and the access log) are recorded as the response head goes out (a request whose
+    // client left before is not counted here; gateway #1 counts it as `cancelled`).
+    yield* HttpApp.appendPreResponseHandler((_req, response) => {
+      const seconds = (performance.now() - started) / 1000
+      routes.record(route, response.status, seconds, upstream)
+      const withId = HttpServerResponse.setHeader(response, "x-request-id", requestId)
+      return accessLog ? Effect.as(accessLine(request, route, response.status, seconds, upstream, caller), withId) : Effect.succeed(withId)
+    })
     yield* FiberRef.set(currentRequestId, requestId)
+    // Every log line of the request names it (set, not `annotateLogs`: this fiber serves one request).
+    yield* FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set("request_id", requestId as unknown))
     const rule = Policy.ruleOf(route.method, route.template)
     if (rule !== "public") {
       const principal = (yield* auth.mode) === "open"
         ? Either.right(openPrincipal(request))
         : yield* Effect.either(auth.authenticate(request, userHeader(request)))
       if (Either.isLeft(principal)) return unauthorized(principal.left, requestId)
+      caller = principal.right
       // An unknown path is answered 404 to any authenticated caller; a known one needs its role.
       if (!principal.right.open && route.template !== HttpMetrics.OTHER && (rule === undefined || !Policy.allows(rule, principal.right.role))) {
         yield* Effect.logWarning(`refused ${route.method} ${route.template} to key ${principal.right.caller.key_id ?? "?"} (role ${principal.right.role})`).pipe(
@@ -87,4 +116,5 @@ export const ApiMiddleware = HttpApiBuilder.middleware(Api, Effect.map(Auth, (au
     return yield* app.pipe(
       Effect.catchAllCause((cause) => (Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : failureResponse(cause, request, requestId)))
     )
-  })))
+  })
+}))

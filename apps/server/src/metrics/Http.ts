@@ -13,12 +13,13 @@ import { BudgetLedger, CorporateLlmGateway } from "@tidyllm/corporate-llm"
 import * as CorporateLlmMetrics from "@tidyllm/corporate-llm/Metrics"
 import { PgAuditLog } from "@tidyllm/store-pg"
 import { Api } from "../Api.js"
+import * as Pool from "./Pool.js"
 import * as Process from "./Process.js"
 import * as Prometheus from "./Prometheus.js"
 
 /** Whether each scrape-time refresher worked on the last scrape. */
 export const collectorUp = Metric.gauge("tidyllm_metrics_collector_up", {
-  description: "1 when the named scrape-time collector (budget, circuit_breakers, audit_queue) refreshed its gauges on the last scrape, else 0."
+  description: "1 when the named scrape-time collector (budget, circuit_breakers, audit_queue, db_pool) refreshed its gauges on the last scrape, else 0."
 })
 
 const refreshTimeout = Duration.seconds(2)
@@ -31,10 +32,15 @@ export const MetricsHttp = HttpApiBuilder.group(Api, "metrics", (handlers) =>
     const ledger = yield* BudgetLedger.BudgetLedger
     const processFamilies = yield* Process.make
 
+    // The global budgets and each configured team's: a bounded set of `scope` labels (keys' own
+    // budgets are not exported: there may be any number of keys; `GET /v1/budget` shows them).
+    const teams = Object.keys(gw1.settings.teams ?? {})
+    const budgetScopes = [...gw1.scopes({}), ...teams.flatMap((team) => gw1.scopes({ team }).filter((s) => s.key === `team:${team}`))]
     const collectors: ReadonlyArray<readonly [string, Effect.Effect<void, unknown>]> = [
-      ["budget", Effect.flatMap(ledger.status(gw1.scopes({})), CorporateLlmMetrics.setBudget)],
+      ["budget", Effect.flatMap(ledger.status(budgetScopes), CorporateLlmMetrics.setBudget)],
       ["circuit_breakers", Effect.flatMap(gw2.breakers, AiProcessingMetrics.setBreakers)],
-      ["audit_queue", PgAuditLog.refreshQueueMetrics]
+      ["audit_queue", PgAuditLog.refreshQueueMetrics],
+      ["db_pool", Pool.refresh]
     ]
     const refresh = Effect.forEach(collectors, ([name, run]) =>
       run.pipe(

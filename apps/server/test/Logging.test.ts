@@ -1,0 +1,103 @@
+/**
+ * The server's logs: an access-log line per request with its request id, route, status, duration
+ * and caller; every line of a request annotated with its request id; JSON lines (one object a
+ * line) and the minimum level from `observability`.
+ */
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { describe, expect, it, layer } from "@effect/vitest"
+import { Effect, HashMap, Layer, List, Logger } from "effect"
+import { vi } from "vitest"
+import * as Layers from "../src/Layers.js"
+import * as Logging from "../src/observability/Logging.js"
+import * as Testing from "../src/Testing.js"
+
+const ADMIN = "bootstrap-admin-key-for-the-logging-test-00000000000"
+
+interface Line { readonly level: string; readonly message: string; readonly annotations: Record<string, unknown> }
+const lines: Array<Line> = []
+const capture = Logger.make<unknown, void>(({ annotations, logLevel, message }) => {
+  lines.push({
+    level: logLevel.label,
+    message: List.isList(message) ? List.toArray(message).join(" ") : Array.isArray(message) ? message.join(" ") : String(message),
+    annotations: Object.fromEntries(HashMap.toEntries(annotations))
+  })
+})
+
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => mkdtempSync(join(tmpdir(), "tidyllm-logging-"))),
+  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+)
+
+const ServerLive = Layer.unwrapScoped(Effect.map(tempDir, (dir) => {
+  const cfg = Testing.config(dir, { server: { admin_key: ADMIN }, observability: { access_log: true } })
+  return Testing.layerWith(cfg, Layers.gateways(cfg, Layers.storeMemory))
+})).pipe(Layer.provide(Logger.replace(Logger.defaultLogger, capture)))
+
+layer(ServerLive, { excludeTestServices: true })("access log", (it) => {
+  it.effect("one line per request: request id, route template, status, duration and the caller; request lines carry the request id", () =>
+    Effect.gen(function*() {
+      const url = yield* Testing.ServerUrl
+      const key = yield* Effect.promise(async () => {
+        const r = await fetch(`${url}/v1/keys`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json", "x-request-id": "log-create-key" },
+          body: JSON.stringify({ role: "user", team: "risk" })
+        })
+        return ((await r.json()) as { secret: string; key: { id: string } })
+      })
+      yield* Effect.promise(() =>
+        fetch(`${url}/v1/llm`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${key.secret}`, "content-type": "application/json", "x-request-id": "log-llm-1", "x-tidyllm-user": "alice" },
+          body: JSON.stringify({ prompt: "hi", reason: "logging test" })
+        }).then((r) => r.text()))
+      yield* Effect.promise(() => fetch(`${url}/v1/workflows/nope?secret=should-not-be-logged`, { headers: { authorization: `Bearer ${key.secret}`, "x-request-id": "log-404" } }).then((r) => r.text()))
+      yield* Effect.promise(() => fetch(`${url}/v1/keys`, { headers: { authorization: `Bearer ${key.secret}`, "x-request-id": "log-403" } }).then((r) => r.text()))
+      const access = lines.filter((l) => l.message === "http request")
+      const llm = access.find((l) => l.annotations["request_id"] === "log-llm-1")
+      expect(llm?.level).toBe("INFO")
+      expect(llm?.annotations).toMatchObject({ method: "POST", route: "/v1/llm", path: "/v1/llm", status: 200, key_id: key.key.id, team: "risk", user: "alice", role: "user" })
+      expect(llm?.annotations["duration_ms"]).toBeTypeOf("number")
+      expect(llm?.annotations["upstream_ms"]).toBeTypeOf("number")
+      const notFound = access.find((l) => l.annotations["request_id"] === "log-404")
+      expect(notFound?.annotations).toMatchObject({ route: "/v1/workflows/:id", status: 404, path: "/v1/workflows/nope" })
+      expect(JSON.stringify(lines)).not.toContain("should-not-be-logged")
+      // The refusal's warning carries the request id too.
+      const refused = lines.find((l) => l.level === "WARN" && l.message.startsWith("refused GET /v1/keys"))
+      expect(refused?.annotations["request_id"]).toBe("log-403")
+      expect(access.find((l) => l.annotations["request_id"] === "log-403")?.annotations).toMatchObject({ status: 403, role: "user" })
+      // A secret never reaches a log line.
+      expect(JSON.stringify(lines)).not.toContain(key.secret)
+      expect(JSON.stringify(lines)).not.toContain(ADMIN)
+    }))
+})
+
+describe("log format and level", () => {
+  it.effect("json: one JSON object a line with level and annotations; below log_level nothing", () =>
+    Effect.gen(function*() {
+      const printed: Array<string> = []
+      const spy = vi.spyOn(globalThis.console, "log").mockImplementation((...args: Array<unknown>) => { printed.push(args.map(String).join(" ")) })
+      yield* Effect.gen(function*() {
+        yield* Effect.logDebug("too fine")
+        yield* Effect.logInfo("not shown at warning")
+        yield* Effect.logWarning("shown").pipe(Effect.annotateLogs("request_id", "r-1"))
+      }).pipe(Effect.provide(Logging.layer({ log_format: "json", log_level: "warning", access_log: true, service_name: "t", trace_sample_ratio: 1 })))
+      spy.mockRestore()
+      expect(printed).toHaveLength(1)
+      const line = JSON.parse(printed[0]!) as { message: string; logLevel: string; annotations: Record<string, unknown>; timestamp: string }
+      expect(line).toMatchObject({ message: "shown", logLevel: "WARN", annotations: { request_id: "r-1" } })
+      expect(Number.isNaN(Date.parse(line.timestamp))).toBe(false)
+    }))
+
+  it.effect("text: logfmt lines", () =>
+    Effect.gen(function*() {
+      const printed: Array<string> = []
+      const spy = vi.spyOn(globalThis.console, "log").mockImplementation((...args: Array<unknown>) => { printed.push(args.map(String).join(" ")) })
+      yield* Effect.logInfo("hello").pipe(Effect.annotateLogs("route", "/v1/llm"), Effect.provide(Logging.layer({ log_format: "text", log_level: "info", access_log: true, service_name: "t", trace_sample_ratio: 1 })))
+      spy.mockRestore()
+      expect(printed).toHaveLength(1)
+      expect(printed[0]).toMatch(/level=INFO .*message=hello .*route=\/v1\/llm/)
+    }))
+})
