@@ -73,8 +73,10 @@ const store = databaseUrl === undefined ? "PGlite" : "Postgres"
 const start = () => {
   const c = spawn(process.execPath, [main, "--config", join(dir, "tidyllm.yaml")], { cwd: dir, env, stdio: ["ignore", "pipe", "pipe"] })
   c.log = ""
-  c.stdout.on("data", (d) => { c.log += d })
-  c.stderr.on("data", (d) => { c.log += d })
+  // The last 64 KiB only: the access log writes a line per request.
+  const keep = (d) => { c.log = (c.log + d).slice(-65_536) }
+  c.stdout.on("data", keep)
+  c.stderr.on("data", keep)
   return c
 }
 

@@ -6,7 +6,7 @@
  */
 import { createHash } from "node:crypto"
 import { Cause, Chunk, Clock, Context, Data, Duration, Effect, Either, ExecutionStrategy, Exit, Fiber, Layer, Option, Random, Ref, Schema, Scope, Stream } from "effect"
-import { Errors, LlmRequest } from "@tidyllm/core"
+import { Errors, LlmRequest, ThrottledLog } from "@tidyllm/core"
 import type { Config } from "@tidyllm/core"
 import { CorporateLlmGateway } from "@tidyllm/corporate-llm"
 import { canonicalJson } from "./internal/canonicalJson.js"
@@ -181,6 +181,8 @@ type Guarded<A> =
  */
 export const make = Effect.gen(function*() {
   const settings = yield* Settings
+  // A cache that is down fails every request's lookup: one warning per 10 s, with the count held back.
+  const warn = ThrottledLog.make(10_000)
   const gw1 = yield* CorporateLlmGateway.CorporateLlmGateway
   const cache = yield* ResponseCache.ResponseCache
   const corporate = gw1.settings
@@ -222,10 +224,10 @@ export const make = Effect.gen(function*() {
       Effect.timeoutFail({ duration: cacheGetTimeout, onTimeout: () => new ResponseCache.CacheError({ message: `no answer within ${Duration.toMillis(cacheGetTimeout)} ms` }) }),
       Effect.flatMap((hit) => {
         if (Option.isNone(hit) || servable(hit.value)) return Effect.succeed(hit)
-        return Effect.logWarning("response cache returned an unusable entry, treating it as a miss").pipe(Effect.zipRight(Metrics.cacheError("get")), Effect.as(Option.none()))
+        return warn("cache-entry", "response cache returned an unusable entry, treating it as a miss").pipe(Effect.zipRight(Metrics.cacheError("get")), Effect.as(Option.none()))
       }),
       Effect.catchAllCause((cause) =>
-        Effect.logWarning(`response cache unavailable, treating as a miss: ${firstLine(cause)}`).pipe(Effect.zipRight(Metrics.cacheError("get")), Effect.as(Option.none())))
+        warn("cache-get", `response cache unavailable, treating as a miss: ${firstLine(cause)}`).pipe(Effect.zipRight(Metrics.cacheError("get")), Effect.as(Option.none())))
     )
 
   /** The cache lookup, if caching applies. */
@@ -251,7 +253,7 @@ export const make = Effect.gen(function*() {
       const write = Effect.suspend(() => cache.set(key, value, settings.cache_ttl_seconds)).pipe(
         Effect.disconnect,
         Effect.timeoutFail({ duration: cacheSetLimit, onTimeout: () => new ResponseCache.CacheError({ message: `no answer within ${Duration.toSeconds(cacheSetLimit)} s` }) }),
-        Effect.catchAllCause((cause) => Effect.logWarning(`response cache write failed: ${firstLine(cause)}`).pipe(Effect.zipRight(Metrics.cacheError("set"))))
+        Effect.catchAllCause((cause) => warn("cache-set", `response cache write failed: ${firstLine(cause)}`).pipe(Effect.zipRight(Metrics.cacheError("set"))))
       )
       const fiber = yield* Effect.forkDaemon(write)
       yield* Fiber.await(fiber).pipe(Effect.timeout(cacheSetWait), Effect.ignore)

@@ -11,10 +11,15 @@ export const ModelEntry = Schema.Struct({
   aliases: Schema.optionalWith(Schema.Array(Schema.String), { default: () => [] }),
   /** The model id each provider knows it by, e.g. `{ bedrock: "anthropic.claude-3-sonnet-20240229-v1:0" }`. */
   provider_ids: Schema.Record({ key: Schema.String, value: Schema.String }),
+  /** `chat` (completions) or `embedding` (`/v1/embeddings`). */
   kind: Schema.optionalWith(Schema.Literal("chat", "embedding"), { default: () => "chat" as const }),
+  /** Price of a million input tokens, US dollars. */
   input_usd_per_million: Schema.Number.pipe(Schema.finite(), Schema.nonNegative()),
+  /** Price of a million output tokens, US dollars. */
   output_usd_per_million: Schema.optionalWith(Schema.Number.pipe(Schema.finite(), Schema.nonNegative()), { default: () => 0 }),
+  /** Tokens of prompt plus answer the model takes. */
   context_window: Schema.Int.pipe(Schema.positive()),
+  /** Largest `max_tokens` a request may ask of it. */
   max_output_tokens: Schema.Int.pipe(Schema.positive())
 })
 export type ModelEntry = typeof ModelEntry.Type

@@ -61,10 +61,13 @@ const patternFlags = /^[imsuv]*$/
  * unbounded quantifiers such as `(\d+)+`.
  */
 export const RedactionPattern = Schema.Struct({
+  /** The pattern's name; a match is replaced by `[NAME]`. */
   name: Schema.String.pipe(Schema.pattern(patternName, {
     message: () => "a redaction pattern's name is a letter followed by letters, digits or `_` (at most 64)"
   })),
+  /** A JavaScript regular expression. */
   pattern: Schema.String.pipe(Schema.minLength(1)),
+  /** Regular-expression flags (a subset of `imsuv`; `g` is implied). */
   flags: Schema.optional(Schema.String.pipe(Schema.pattern(patternFlags, {
     message: () => "a redaction pattern's flags are a subset of i, m, s, u, v"
   })))

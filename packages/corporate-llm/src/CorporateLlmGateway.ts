@@ -4,7 +4,7 @@
  * usage, and writes exactly one audit row whatever the outcome.
  */
 import { Cause, Clock, Context, Duration, Effect, Either, Exit, FiberId, FiberRef, Layer, Option, Ref, Schedule, Stream } from "effect"
-import { Caller, Errors, Ids, LlmRequest, ModelCatalog, Money, Redaction } from "@tidyllm/core"
+import { Caller, Errors, Ids, LlmRequest, ModelCatalog, Money, Redaction, ThrottledLog } from "@tidyllm/core"
 import type { Config, Usage } from "@tidyllm/core"
 import * as AuditLog from "./AuditLog.js"
 import * as BudgetLedger from "./BudgetLedger.js"
@@ -161,6 +161,8 @@ export const make = Effect.gen(function*() {
   const audit = yield* AuditLog.AuditLog
   const ledger = yield* BudgetLedger.BudgetLedger
   const rateLimits = yield* RateLimits.RateLimits
+  // A limiter store that is down fails every request's check: one warning per 10 s.
+  const warn = ThrottledLog.make(10_000)
 
   // The patterns were validated with the configuration; a bad one here is a programming error.
   const redactor = Either.getOrThrowWith(
@@ -208,7 +210,7 @@ export const make = Effect.gen(function*() {
       ? undefined
       : { key: `tpm:${caller.key_id}`, limit_type: "tokens_per_minute", limit: caller.limits.tokens_per_minute }
   const failOpen = <E extends { readonly _tag: string; readonly message: string }>(e: E) =>
-    e._tag === "StoreUnavailable" ? Effect.logWarning(`rate limiter unavailable, request let through: ${e.message}`) : Effect.fail(e as Exclude<E, Errors.StoreUnavailable>)
+    e._tag === "StoreUnavailable" ? warn("rate-limiter", `rate limiter unavailable, request let through: ${e.message}`) : Effect.fail(e as Exclude<E, Errors.StoreUnavailable>)
   const takeRate = (caller: Caller.Caller, inputTokens: number): Effect.Effect<void, Errors.RateLimited> => {
     const rpm = rpmLimit(caller)
     const tpm = tpmLimit(caller)
@@ -220,7 +222,7 @@ export const make = Effect.gen(function*() {
   }
   const addOutputTokens = (caller: Caller.Caller, outputTokens: number): Effect.Effect<void> => {
     const tpm = tpmLimit(caller)
-    return tpm === undefined || outputTokens <= 0 ? Effect.void : Effect.catchAll(rateLimits.add(tpm, outputTokens), (e) => Effect.logWarning(`rate limiter unavailable: ${e.message}`))
+    return tpm === undefined || outputTokens <= 0 ? Effect.void : Effect.catchAll(rateLimits.add(tpm, outputTokens), (e) => warn("rate-limiter", `rate limiter unavailable, output tokens not counted: ${e.message}`))
   }
   const cap = Money.fromUsd(settings.max_cost_per_request_usd)
   const metrics = Metrics.makeRecorder(
