@@ -16,7 +16,7 @@ import { Clock, Console, Effect, Either, Option, ParseResult, Schema } from "eff
 import { Caller, Money } from "@tidyllm/core"
 import { ApiKeys } from "@tidyllm/corporate-llm"
 import { NotFound } from "@tidyllm/server/http/Errors"
-import { CreateKeyBody, type KeyView } from "@tidyllm/server/keys/Api"
+import { CreateKeyBody, type KeyView, limitsOf } from "@tidyllm/server/keys/Api"
 import { expiryOf, view } from "@tidyllm/server/keys/Http"
 import * as Layers from "@tidyllm/server/Layers"
 import { CliEnvironment } from "../CliEnvironment.js"
@@ -158,12 +158,7 @@ const create = Command.make("create", createOptions, (args) =>
         role: body.role,
         created_by: CREATED_BY,
         expires_at,
-        limits: {
-          ...(body.budget_daily_usd === undefined ? {} : { budget_daily_usd: body.budget_daily_usd }),
-          ...(body.budget_monthly_usd === undefined ? {} : { budget_monthly_usd: body.budget_monthly_usd }),
-          ...(body.requests_per_minute === undefined ? {} : { requests_per_minute: body.requests_per_minute }),
-          ...(body.tokens_per_minute === undefined ? {} : { tokens_per_minute: body.tokens_per_minute })
-        }
+        limits: limitsOf(body)
       })).pipe(Effect.provide(Layers.store(loaded.config)))
     const once = "This secret is shown once and will not be shown again: store it now (the gateway keeps only its hash)."
     if (args.json) {

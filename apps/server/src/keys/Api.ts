@@ -24,6 +24,14 @@ export const CreateKeyBody = Schema.Struct({
   tokens_per_minute: Schema.optional(Schema.Int.pipe(Schema.positive()))
 }).annotations({ identifier: "CreateKey" })
 
+/** The limits a creation request asks for (each one given, and only those). */
+export const limitsOf = (body: typeof CreateKeyBody.Type): Caller.KeyLimits => ({
+  ...(body.budget_daily_usd === undefined ? {} : { budget_daily_usd: body.budget_daily_usd }),
+  ...(body.budget_monthly_usd === undefined ? {} : { budget_monthly_usd: body.budget_monthly_usd }),
+  ...(body.requests_per_minute === undefined ? {} : { requests_per_minute: body.requests_per_minute }),
+  ...(body.tokens_per_minute === undefined ? {} : { tokens_per_minute: body.tokens_per_minute })
+})
+
 /** A key as the API shows it (never its secret, never its hash). */
 export const KeyView = Schema.Struct({
   id: Schema.String,

@@ -14,7 +14,7 @@ import { NotFound } from "../http/Errors.js"
 import { principalOf } from "../http/RequestContext.js"
 import { AppConfig } from "../Layers.js"
 import { respond } from "../workflows/Http.js"
-import { CreateKeyBody, type KeyView } from "./Api.js"
+import { CreateKeyBody, type KeyView, limitsOf } from "./Api.js"
 
 const decodeCreate = decoder(CreateKeyBody, { exact: true })
 
@@ -81,12 +81,7 @@ export const KeysHttp = HttpApiBuilder.group(Api, "keys", (handlers) =>
               role: body.role,
               created_by: creatorOf(p),
               expires_at,
-              limits: {
-                ...(body.budget_daily_usd === undefined ? {} : { budget_daily_usd: body.budget_daily_usd }),
-                ...(body.budget_monthly_usd === undefined ? {} : { budget_monthly_usd: body.budget_monthly_usd }),
-                ...(body.requests_per_minute === undefined ? {} : { requests_per_minute: body.requests_per_minute }),
-                ...(body.tokens_per_minute === undefined ? {} : { tokens_per_minute: body.tokens_per_minute })
-              }
+              limits: limitsOf(body)
             })
             yield* auth.keysExist
             yield* Effect.logInfo(`API key ${key.id} created (role ${key.role}${key.team === undefined ? "" : `, team ${key.team}`}) by ${creatorOf(p)}`)
