@@ -348,7 +348,8 @@ export const make = Effect.gen(function*() {
    * backend up to `max_retries` times, then (like any provider failure) the next backend is tried.
    * A backend whose breaker is open is skipped without a call; it is listed in `AllBackendsFailed`
    * with `error_type: "circuit_open"` and `attempt: 0` (no attempt was made). Retries on a backend
-   * stop as soon as its breaker opens.
+   * stop as soon as its breaker opens. When every backend refused the request as invalid (an
+   * upstream 400), that refusal is the answer (HTTP 400), not `AllBackendsFailed`.
    */
   const withFailover = <A>(
     request: LlmRequest.AIRequest,
@@ -359,6 +360,8 @@ export const make = Effect.gen(function*() {
   ): Effect.Effect<{ value: A; backend: string; attempts: number; permit: CircuitBreaker.Permit | undefined }, Errors.GatewayError> =>
     Effect.gen(function*() {
       const failures: Array<Errors.AttemptFailure> = []
+      // The last upstream refusal of the request itself (a 400): when every backend refused it so, it is the client's to fix.
+      let refusal: Errors.ProviderError | undefined
       let n = 0
       for (const [index, backend] of backends.entries()) {
         const model = yield* breakerModel(request, backend)
@@ -375,6 +378,7 @@ export const make = Effect.gen(function*() {
           if (error === undefined) return yield* Effect.failCause(exit.cause)
           if (!failsOver(error)) return yield* Effect.fail(error)
           failures.push({ backend, attempt: n, ...describe(error) })
+          if (error._tag === "ProviderError" && error.kind === "validation") refusal = error
           const retryable = error._tag === "ProviderError" && error.retryable
           if (!retryable || tryNo >= settings.max_retries) break
           if (Option.isSome(model) && (yield* breakers.state(backend, model.value)) !== "closed") break
@@ -384,6 +388,7 @@ export const make = Effect.gen(function*() {
         const last = failures.at(-1)
         if (index < backends.length - 1 && last !== undefined && last.backend === backend) yield* Metrics.failover(backend, last)
       }
+      if (refusal !== undefined && failures.every((f) => f.kind === "validation")) return yield* refusal
       const error = new Errors.AllBackendsFailed({
         message: `every backend failed (${backends.join(", ")}) after ${n} attempt(s)`,
         attempts: failures

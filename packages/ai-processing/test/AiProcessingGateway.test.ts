@@ -116,6 +116,24 @@ describe("AiProcessingGateway", () => {
       expect(yield* ledger.openReservations).toBe(0)
     }))
 
+  it.effect("every backend refusing the request as invalid is that refusal (400), not AllBackendsFailed; a mix stays AllBackendsFailed", () =>
+    Effect.gen(function*() {
+      const p1 = yield* scripted("p1", () => Effect.fail(providerError("validation")))
+      const p2 = yield* scripted("p2", () => Effect.fail(providerError("validation", "p2")))
+      const { gateway, rows } = yield* make([p1.provider, p2.provider], { fallback_backends: ["p2"], max_retries: 2 })
+      const refused = yield* Effect.flip(runWithClock(gateway.process(req, ctx())))
+      expect(refused).toMatchObject({ _tag: "ProviderError", kind: "validation", provider: "p2", status: 400 })
+      // Not retried (not retryable), but each backend was asked once, and each attempt audited.
+      expect(yield* Ref.get(p1.calls)).toBe(1)
+      expect(yield* Ref.get(p2.calls)).toBe(1)
+      expect(yield* Ref.get(rows)).toHaveLength(2)
+      const p3 = yield* scripted("p3", () => Effect.fail(providerError("validation")))
+      const p4 = yield* scripted("p4", () => Effect.fail(providerError("server", "p4")))
+      const mixed = yield* make([p3.provider, p4.provider], { fallback_backends: ["p4"], max_retries: 0 })
+      const error = yield* Effect.flip(runWithClock(mixed.gateway.process({ ...req, backend: "p3" }, ctx())))
+      expect(error).toMatchObject({ _tag: "AllBackendsFailed", status: 502 })
+    }))
+
   it.effect("policy and budget rejections are not retried or failed over", () =>
     Effect.gen(function*() {
       const p1 = yield* scripted("p1", () => Effect.succeed(ok()))

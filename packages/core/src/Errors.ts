@@ -101,7 +101,8 @@ export class ProviderError extends Schema.TaggedError<ProviderError>()("Provider
   upstream_type: Schema.optional(Schema.String)
 }) {
   get type() { return "upstream_error" as const }
-  get status() { return this.kind === "timeout" ? 504 : 502 }
+  /** 504 for a timeout; 400 when the provider refused the request itself as invalid (the client's to fix); else 502. */
+  get status() { return this.kind === "timeout" ? 504 : this.kind === "validation" ? 400 : 502 }
 }
 
 /** One failed attempt, as listed in {@link AllBackendsFailed}. */
