@@ -313,9 +313,14 @@ describe("tracing over OTLP/HTTP", () => {
       // --- 4. embeddings ----------------------------------------------------------------------
       {
         const t = traceOf(spans, "trace-embed")
+        const gw2 = t.one("AiProcessingGateway.embed")
+        const attempt = t.one("AiProcessingGateway.attempt")
         const gw1 = t.one("CorporateLlmGateway.embed")
         const provider = t.one("MockProvider.embed")
-        expectChild(gw1, t.root)
+        expectChild(gw2, t.root)
+        expectChild(attempt, gw2)
+        expectChild(gw1, attempt)
+        expect(gw2.attributes).toMatchObject({ "tidyllm.backend_used": "mock", "tidyllm.attempts": 1 })
         expectChild(provider, gw1)
         expect(gw1.attributes).toMatchObject({
           "gen_ai.operation.name": "embeddings", "gen_ai.system": "mock", "gen_ai.request.model": "titan-embed",

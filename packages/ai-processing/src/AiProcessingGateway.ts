@@ -55,11 +55,22 @@ export interface Health {
 export interface Service {
   readonly process: (request: LlmRequest.AIRequest, context: LlmRequest.CallContext) => Effect.Effect<LlmRequest.LLMResponse, Errors.GatewayError>
   readonly processStream: (request: LlmRequest.AIRequest, context: LlmRequest.CallContext) => Stream.Stream<StreamEvent, Errors.GatewayError>
+  /**
+   * Embeddings through gateway #1 with the same retries, per-attempt timeout and failover as chat
+   * (the request's `provider`, else the default, then the fallback backends that serve the model).
+   */
+  readonly embed: (request: LlmRequest.EmbeddingRequest, context: LlmRequest.CallContext) => Effect.Effect<EmbedAnswer, Errors.GatewayError>
   /** The backends a request would try, in order. */
   readonly backendsFor: (request: LlmRequest.AIRequest) => ReadonlyArray<string>
   readonly health: Effect.Effect<Health>
   /** Every circuit breaker this replica has used, closed ones included (for metrics). */
   readonly breakers: Effect.Effect<ReadonlyArray<CircuitBreakerStatus>>
+}
+
+/** An embeddings answer and the backend that gave it. */
+export interface EmbedAnswer extends LlmRequest.EmbeddingResponse {
+  readonly backend_used: string
+  readonly attempts: number
 }
 
 /** Gateway #2. */
@@ -439,6 +450,19 @@ export const make = Effect.gen(function*() {
     } satisfies LlmRequest.LLMResponse
   })
 
+  const embed = Effect.fn("AiProcessingGateway.embed")(function*(request: LlmRequest.EmbeddingRequest, context: LlmRequest.CallContext) {
+    // The failover loop reads the model and provider (breakers, the audit of a refusal) off a chat-shaped request.
+    const shape: LlmRequest.AIRequest = {
+      model: request.model,
+      ...(request.provider === undefined ? {} : { provider: request.provider }),
+      ...(request.reason === undefined ? {} : { reason: request.reason })
+    }
+    const result = yield* withFailover(shape, context, backendsFor(shape), (backend, attempt) =>
+      gw1.embed({ ...request, provider: backend }, { ...context, timeout_ms, attempt }))
+    yield* Effect.annotateCurrentSpan({ "tidyllm.backend_used": result.backend, "tidyllm.attempts": result.attempts })
+    return { ...result.value, backend_used: result.backend, attempts: result.attempts } satisfies EmbedAnswer
+  })
+
   const processStream = (request: LlmRequest.AIRequest, context: LlmRequest.CallContext): Stream.Stream<StreamEvent, Errors.GatewayError> =>
     Stream.unwrapScoped(Effect.gen(function*() {
       const started = yield* Clock.currentTimeMillis
@@ -504,6 +528,7 @@ export const make = Effect.gen(function*() {
   return AiProcessingGateway.of({
     process,
     processStream,
+    embed,
     backendsFor,
     // An open breaker does not make the replica unhealthy: every replica sees the same provider, and the others may still answer.
     health: Effect.map(breakers.status, (all) => ({

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Duration, Effect, Fiber, Ref, Stream, TestClock } from "effect"
+import type { Errors } from "@tidyllm/core"
 import { ctx, ok, providerError, scripted } from "../../corporate-llm/test/harness.js"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
 import { make, req, runWithClock } from "./harness.js"
@@ -132,6 +133,38 @@ describe("AiProcessingGateway", () => {
       const mixed = yield* make([p3.provider, p4.provider], { fallback_backends: ["p4"], max_retries: 0 })
       const error = yield* Effect.flip(runWithClock(mixed.gateway.process({ ...req, backend: "p3" }, ctx())))
       expect(error).toMatchObject({ _tag: "AllBackendsFailed", status: 502 })
+    }))
+
+  it.effect("embeddings: retried on a throttle, failed over to the next backend, each attempt audited and charged once", () =>
+    Effect.gen(function*() {
+      const embedder = (name: string, fail: (n: number) => Errors.ProviderErrorKind | undefined) =>
+        Effect.map(Ref.make(0), (calls) => ({
+          calls,
+          provider: {
+            name, mock: false,
+            complete: () => Effect.die("not a chat provider"),
+            stream: () => Stream.die("not a chat provider"),
+            embed: (call: LlmProvider.EmbedCall) =>
+              Effect.flatMap(Ref.updateAndGet(calls, (n) => n + 1), (n) => {
+                const kind = fail(n)
+                return kind === undefined
+                  ? Effect.succeed({ vectors: call.input.map(() => [0.1, 0.2]), input_tokens: 4 })
+                  : Effect.fail(providerError(kind, name))
+              }),
+            health: Effect.succeed({ configured: true, detail: "scripted" })
+          } satisfies LlmProvider.LlmProvider
+        }))
+      const p1 = yield* embedder("p1", () => "server")
+      const p2 = yield* embedder("p2", (n) => (n === 1 ? "throttled" : undefined))
+      const { gateway, rows, ledger } = yield* make([p1.provider, p2.provider], { fallback_backends: ["p2"], max_retries: 1 })
+      const answer = yield* runWithClock(gateway.embed({ input: ["a", "b"], model: "titan-embed-v2", reason: "index" }, ctx()))
+      expect(answer).toMatchObject({ backend_used: "p2", attempts: 4 })
+      expect(answer.vectors).toHaveLength(2)
+      expect(yield* Ref.get(p1.calls)).toBe(2)
+      expect(yield* Ref.get(p2.calls)).toBe(2)
+      const audit = yield* Ref.get(rows)
+      expect(audit.map((r) => [r.provider, r.status, r.attempt])).toEqual([["p1", "error", 1], ["p1", "error", 2], ["p2", "error", 3], ["p2", "success", 4]])
+      expect(yield* ledger.openReservations).toBe(0)
     }))
 
   it.effect("policy and budget rejections are not retried or failed over", () =>

@@ -4,6 +4,7 @@ import type { HttpServerRequest } from "@effect/platform"
 import { Effect, Either, FiberRef } from "effect"
 import { Errors, type LlmRequest } from "@tidyllm/core"
 import { CorporateLlmGateway } from "@tidyllm/corporate-llm"
+import { AiProcessingGateway } from "@tidyllm/ai-processing"
 import { Api } from "../Api.js"
 import { AppConfig } from "../Layers.js"
 import { decoder, readJson } from "../http/Body.js"
@@ -56,8 +57,8 @@ export const toBase64 = (vector: ReadonlyArray<number>): string => {
 export const EmbeddingsHttp = HttpApiBuilder.group(Api, "embeddings", (handlers) =>
   Effect.gen(function*() {
     const gw1 = yield* CorporateLlmGateway.CorporateLlmGateway
+    const gw2 = yield* AiProcessingGateway.AiProcessingGateway
     const config = yield* AppConfig
-    const timeout_ms = config.ai_processing.timeout_seconds * 1000
 
     const handle = (httpRequest: HttpServerRequest.HttpServerRequest) =>
       Effect.gen(function*() {
@@ -67,14 +68,15 @@ export const EmbeddingsHttp = HttpApiBuilder.group(Api, "embeddings", (handlers)
           const json = yield* readJson(httpRequest, config.server.max_body_bytes).pipe(Effect.catchAll(audited(gw1, context, undefined)))
           const body = yield* decode(json).pipe(Effect.catchAll(audited(gw1, context, json)))
           const request = yield* toEmbeddingRequest(body).pipe(Effect.catchAll(audited(gw1, context, json)))
-          const answer = yield* gw1.embed(request, { ...context, timeout_ms })
+          // Through gateway #2: retries, the per-attempt timeout and failover, like chat.
+          const answer = yield* gw2.embed(request, context)
           const base64 = body.encoding_format === "base64"
           const response: EmbeddingsResponse = {
             object: "list",
             data: answer.vectors.map((v, index) => ({ object: "embedding", index, embedding: base64 ? toBase64(v) : v })),
             model: answer.metadata.model,
             usage: { prompt_tokens: answer.usage.input_tokens, total_tokens: answer.usage.input_tokens },
-            tidyllm: answer.metadata
+            tidyllm: { ...answer.metadata, backend_used: answer.backend_used, attempts: answer.attempts }
           }
           return HttpServerResponse.unsafeJson(response)
         }).pipe(Effect.catchAll((e) => Effect.succeed(errorResponse(e, requestId))))
