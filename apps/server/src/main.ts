@@ -14,12 +14,14 @@ const argv = process.argv.slice(2)
 
 const program = Effect.gen(function*() {
   const loaded = yield* Load.load({ configPath: Load.configPathFromArgv(argv), env: process.env })
-  if (loaded.file !== undefined) yield* Effect.logInfo(`configuration: ${loaded.file}`)
-  if (loaded.dotenv !== undefined) yield* Effect.logInfo(`environment file: ${loaded.dotenv}`)
-  return yield* Server.serve(loaded.config, {
-    migrate: !argv.includes("--no-migrate"),
-    awsCredentials: loaded.awsCredentials,
-    notes: loaded.notes
+  return yield* Effect.gen(function*() {
+    if (loaded.file !== undefined) yield* Effect.logInfo(`configuration: ${loaded.file}`)
+    if (loaded.dotenv !== undefined) yield* Effect.logInfo(`environment file: ${loaded.dotenv}`)
+    return yield* Server.serve(loaded.config, {
+      migrate: !argv.includes("--no-migrate"),
+      awsCredentials: loaded.awsCredentials,
+      notes: loaded.notes
+    })
   }).pipe(Effect.provide(Logging.layer(loaded.config.observability)))
 }).pipe(
   Effect.provide(Layer.merge(NodeFileSystem.layer, NodePath.layer)),

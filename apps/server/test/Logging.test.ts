@@ -91,6 +91,20 @@ describe("log format and level", () => {
       expect(Number.isNaN(Date.parse(line.timestamp))).toBe(false)
     }))
 
+  it.effect("in place of the pretty logger NodeRuntime.runMain installs: each line once", () =>
+    Effect.gen(function*() {
+      const printed: Array<string> = []
+      const spy = vi.spyOn(globalThis.console, "log").mockImplementation((...args: Array<unknown>) => { printed.push(args.map(String).join(" ")) })
+      yield* Effect.logInfo("once").pipe(
+        Effect.provide(Logging.layer({ log_format: "json", log_level: "info", access_log: true, service_name: "t", trace_sample_ratio: 1 })),
+        // What runMain does: the default logger swapped for the pretty one.
+        Effect.provide(Layer.merge(Logger.remove(Logger.defaultLogger), Logger.add(Logger.prettyLoggerDefault)))
+      )
+      spy.mockRestore()
+      expect(printed).toHaveLength(1)
+      expect(JSON.parse(printed[0]!)).toMatchObject({ message: "once" })
+    }))
+
   it.effect("text: logfmt lines", () =>
     Effect.gen(function*() {
       const printed: Array<string> = []

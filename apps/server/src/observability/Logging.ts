@@ -13,6 +13,13 @@ const levels: Readonly<Record<Config.ObservabilitySettings["log_level"], LogLeve
   error: LogLevel.Error
 }
 
-/** The logger and minimum level of the configuration. */
+/**
+ * The logger and minimum level of the configuration. It takes the place of Effect's default logger
+ * and of the pretty one `NodeRuntime.runMain` puts there instead, so each line is written once.
+ */
 export const layer = (o: Config.ObservabilitySettings): Layer.Layer<never> =>
-  Layer.merge(o.log_format === "json" ? Logger.json : Logger.logFmt, Logger.minimumLogLevel(levels[o.log_level]))
+  Layer.mergeAll(
+    Logger.remove(Logger.prettyLoggerDefault),
+    o.log_format === "json" ? Logger.json : Logger.logFmt,
+    Logger.minimumLogLevel(levels[o.log_level])
+  )
