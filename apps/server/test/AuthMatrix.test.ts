@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it, layer } from "@effect/vitest"
-import { Context, Effect, Layer, Option } from "effect"
+import { Context, Effect, Layer, Logger, LogLevel, Option } from "effect"
 import type { Caller } from "@tidyllm/core"
 import { ApiKeys } from "@tidyllm/corporate-llm"
 import { Api } from "../src/Api.js"
@@ -32,7 +32,8 @@ const ServerLive = Layer.unwrapScoped(Effect.map(tempDir, (dir) => {
     corporate_llm: { teams: { alpha: { budget_daily_usd: 10 } } }
   })
   return Testing.layerWith(cfg, Layers.gateways(cfg, Layers.storeMemory))
-}))
+  // Each refused cell logs a warning (a security event): several hundred lines the matrix does not read.
+})).pipe(Layer.provide(Logger.minimumLogLevel(LogLevel.Error)))
 
 interface Reply { readonly status: number; readonly body: Record<string, unknown>; readonly headers: Headers }
 

@@ -125,6 +125,10 @@ layer(ServerLive, { excludeTestServices: true })("limits", (it) => {
       expect((all.body["budgets"] as Array<{ scope: string }>).map((b) => b.scope)).toEqual(
         expect.arrayContaining(["global", "team:interns", "team:quants"])
       )
+      const unknownTeam = yield* json(url, "GET", "/v1/budget?team=nobody", ADMIN)
+      expect(unknownTeam.status).toBe(400)
+      expect(unknownTeam.body["error"]).toMatchObject({ param: "team" })
+      expect((yield* json(url, "GET", "/v1/keys?include_revoked=maybe", ADMIN)).status).toBe(400)
       const oneKey = yield* json(url, "GET", `/v1/budget?key_id=${key.id}`, ADMIN)
       expect((oneKey.body["budgets"] as Array<{ scope: string }>).map((b) => b.scope)).toContain(`key:${key.id}`)
       // /metrics exports the global and each configured team's budgets (a bounded label set), not keys'.

@@ -45,6 +45,12 @@ export const BudgetHttp = HttpApiBuilder.group(Api, "budget", (handlers) =>
           return gw1.scopes(p.caller)
         }
         const callers: Array<Caller.Caller> = [{}]
+        if (team !== undefined && !teams.includes(team)) {
+          return yield* new Errors.InvalidRequest({
+            message: `team '${team.slice(0, 64)}' has no budgets (configured under corporate_llm.teams: ${teams.join(", ") || "none"})`,
+            field: "team"
+          })
+        }
         if (team !== undefined) callers.push({ team })
         else for (const t of teams) callers.push({ team: t })
         if (keyId !== undefined) {

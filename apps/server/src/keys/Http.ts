@@ -94,7 +94,11 @@ export const KeysHttp = HttpApiBuilder.group(Api, "keys", (handlers) =>
             if (p.caller.team !== undefined && urlParams.team !== undefined && urlParams.team !== p.caller.team) {
               return yield* new Errors.Forbidden({ rule: "key_team", message: `an admin key of team '${p.caller.team}' lists keys of that team only` })
             }
-            const include_revoked = urlParams.include_revoked === "true" || urlParams.include_revoked === "1"
+            const flag = urlParams.include_revoked
+            if (flag !== undefined && !["true", "false", "1", "0"].includes(flag)) {
+              return yield* new Errors.InvalidRequest({ message: `include_revoked must be true or false, not '${flag.slice(0, 40)}'`, field: "include_revoked" })
+            }
+            const include_revoked = flag === "true" || flag === "1"
             const list = yield* keys.list({ team: p.caller.team ?? urlParams.team, include_revoked })
             const at = yield* now
             return { keys: list.map((k) => view(k, at)) }
