@@ -135,6 +135,13 @@ describe("config loader", () => {
       expect(e.message).toMatch(/invalid YAML/)
     }))
 
+  it("a team name that could not be a storage path or a budget scope is refused, naming it; a good one is taken", () => {
+    const bad = Load.resolve({ corporate_llm: { teams: { "a/b": { budget_daily_usd: 1 } } } }, {})
+    expect(Either.isLeft(bad) && bad.left.message).toContain("corporate_llm.teams.a/b: not an acceptable key")
+    const good = Load.resolve({ corporate_llm: { teams: { "risk-desk.eu": { budget_daily_usd: 1, models: ["claude-3-haiku"] } } } }, {})
+    expect(Either.isRight(good) && good.right.config.corporate_llm.teams["risk-desk.eu"]).toEqual({ budget_daily_usd: 1, models: ["claude-3-haiku"] })
+  })
+
   it("resolve is pure: embedded defaults with no file and no environment", () => {
     const r = Load.resolve(undefined, {})
     expect(Either.isRight(r)).toBe(true)

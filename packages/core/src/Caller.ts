@@ -9,6 +9,11 @@ import { Schema } from "effect"
 export const Role = Schema.Literal("user", "approver", "compliance", "admin")
 export type Role = typeof Role.Type
 
+/** A team's name: it goes into budget scopes, storage keys and log lines, so a conservative alphabet. */
+export const TeamName = Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {
+  message: () => "a team name is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+}))
+
 /** Limits carried by the caller's API key (each unset one does not apply). */
 export const KeyLimits = Schema.Struct({
   /** The key's own daily budget, beside the team's and the global one. */

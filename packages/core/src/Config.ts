@@ -3,6 +3,7 @@
  * sources; this module only says what is valid. Names follow the original build guide.
  */
 import { Schema } from "effect"
+import { TeamName } from "./Caller.js"
 import { ModelEntry } from "./ModelCatalog.js"
 import { RedactionPatterns } from "./Redaction.js"
 
@@ -38,7 +39,7 @@ export const CorporateLlmSettings = Schema.Struct({
   /** A global monthly budget beside the daily one (calendar month, UTC); unset: none. */
   budget_limit_monthly_usd: Schema.optional(NonNegativeNumber),
   /** Budgets and model allow-lists per team; a team not listed has neither. */
-  teams: dflt(Schema.Record({ key: Name, value: TeamSettings }), () => ({})),
+  teams: dflt(Schema.Record({ key: TeamName, value: TeamSettings }), () => ({})),
   /** A request whose worst-case cost (prompt upper bound plus `max_tokens` at the model's price) is above this is refused with 402. */
   max_cost_per_request_usd: dflt(NonNegativeNumber, () => 5),
   /** How much of the prompt an audit row keeps: `full`, `redacted` (PII masked), or `hash` (SHA-256 only). */

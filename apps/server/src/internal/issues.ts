@@ -111,7 +111,8 @@ export const collect = (issue: ParseResult.ParseIssue, path: ReadonlyArray<Prope
     case "Missing":
       return [{ path, message: "is required" }]
     case "Unexpected":
-      return [{ path, message: "unknown key" }]
+      // A key a record's key schema refuses (a team name with a '/') says what a key must be.
+      return [{ path, message: issue.message?.includes("a string matching the pattern") === true ? `not an acceptable key: ${issue.message.replace(/^is unexpected, /, "")}` : "unknown key" }]
     case "Forbidden":
       return [{ path, message: issue.message ?? "is not allowed here" }]
   }

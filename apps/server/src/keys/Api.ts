@@ -7,7 +7,7 @@ import { ErrorBody } from "../http/Errors.js"
 const Usd = Schema.Number.pipe(Schema.finite(), Schema.nonNegative())
 const Label = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(128), Schema.pattern(/^[\x20-\x7E]+$/))
 /** Team names go into budget scopes, storage keys and log lines: a conservative alphabet. */
-export const TeamName = Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { message: () => "a team name is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit" }))
+export const TeamName = Caller.TeamName
 
 /** `POST /v1/keys`. */
 export const CreateKeyBody = Schema.Struct({
