@@ -208,8 +208,21 @@ const toToolConfig = (call: LlmProvider.ProviderCall): ToolConfiguration | undef
 /** One chat message (not a system one) as its side on the wire and its content blocks. */
 const toBlocks = (
   m: LlmRequest.ChatMessage,
-  context: ErrorContext
+  context: ErrorContext,
+  toolsAsText: boolean
 ): Either.Either<{ readonly role: "user" | "assistant"; readonly blocks: ReadonlyArray<ContentBlock> }, Errors.ProviderError> => {
+  if (toolsAsText && (m.role === "tool" || (m.role === "assistant" && (m.tool_calls ?? []).length > 0))) {
+    // Converse refuses tool blocks in a request without `toolConfig` (no tools, or `tool_choice:
+    // "none"`): the history's calls and results are kept as text the model can still read.
+    return Either.right(m.role === "tool"
+      ? { role: "user", blocks: [{ text: `[result of tool call ${m.tool_call_id ?? "?"}${m.name === undefined ? "" : ` (${m.name})`}]: ${m.content}` }] }
+      : {
+        role: "assistant",
+        blocks: [{
+          text: [m.content, ...(m.tool_calls ?? []).map((c) => `[tool call ${c.id}: ${c.function.name}(${c.function.arguments})]`)].filter((t) => t !== "").join("\n")
+        }]
+      })
+  }
   switch (m.role) {
     case "tool":
       // Converse carries tool results as blocks of a user turn.
@@ -256,12 +269,13 @@ export const toConverseInput = (
   // `seed`: Converse has no sampling seed; answers are not reproducible either way, so it is ignored.
   const system: Array<SystemContentBlock> = []
   const messages: Array<Message> = []
+  const toolConfig = toToolConfig(call)
   for (const m of call.messages) {
     if (m.role === "system") {
       system.push({ text: m.content })
       continue
     }
-    const mapped = toBlocks(m, context)
+    const mapped = toBlocks(m, context, toolConfig === undefined)
     if (Either.isLeft(mapped)) return Either.left(mapped.left)
     const { blocks, role } = mapped.right
     const last = messages.at(-1)
@@ -276,7 +290,6 @@ export const toConverseInput = (
     ...(call.top_p === undefined ? {} : { topP: call.top_p }),
     ...(call.stop === undefined || call.stop.length === 0 ? {} : { stopSequences: [...call.stop] })
   }
-  const toolConfig = toToolConfig(call)
   return Either.right({
     modelId: call.model_id,
     messages,

@@ -388,6 +388,28 @@ describe("BedrockProvider", () => {
       expect(Either.getOrThrow(BedrockProvider.toConverseInput(withTools({ tools: [] }))).toolConfig).toBeUndefined()
     })
 
+    it("with no toolConfig (tool_choice none, or no tools) earlier tool calls and results go as text: Converse refuses tool blocks then", () => {
+      const history: ReadonlyArray<LlmRequest.ChatMessage> = [
+        { role: "user", content: "Weather in Paris?" },
+        { role: "assistant", content: "", tool_calls: [toolCall("tu_1", "get_weather", "{\"city\":\"Paris\"}")] },
+        { role: "tool", content: "{\"temp\":18}", tool_call_id: "tu_1", name: "get_weather" },
+        { role: "user", content: "Now answer without tools." }
+      ]
+      for (const over of [{ tool_choice: "none" as const }, { tools: [] }]) {
+        const input = Either.getOrThrow(BedrockProvider.toConverseInput(withTools({ ...over, messages: history })))
+        expect(input.toolConfig).toBeUndefined()
+        expect(input.messages).toEqual([
+          { role: "user", content: [{ text: "Weather in Paris?" }] },
+          { role: "assistant", content: [{ text: "[tool call tu_1: get_weather({\"city\":\"Paris\"})]" }] },
+          { role: "user", content: [{ text: "[result of tool call tu_1 (get_weather)]: {\"temp\":18}" }, { text: "Now answer without tools." }] }
+        ])
+        expect(JSON.stringify(input.messages)).not.toMatch(/toolUse|toolResult/)
+      }
+      // With tools shown, the same history keeps its tool blocks.
+      const shown = Either.getOrThrow(BedrockProvider.toConverseInput(withTools({ messages: history })))
+      expect(JSON.stringify(shown.messages)).toMatch(/toolUse/)
+    })
+
     it.scoped("sends earlier tool calls as toolUse blocks and their results as one user turn", () =>
       Effect.gen(function*() {
         const { stub, provider } = yield* setup
