@@ -73,12 +73,15 @@ const describe = (ast: SchemaAST.AST): string => {
 
 const toPath = (p: ParseResult.Path): ReadonlyArray<PropertyKey> => (Array.isArray(p) ? p : [p as PropertyKey])
 
-/** Flattens a parse issue into path-named problems. */
-export const collect = (issue: ParseResult.ParseIssue, path: ReadonlyArray<PropertyKey> = []): Array<PathIssue> => {
+/**
+ * Flattens a parse issue into path-named problems. `recordKey` is the key schema of the record
+ * whose entry this issue is about: a key it refuses is reported with what a key must be.
+ */
+export const collect = (issue: ParseResult.ParseIssue, path: ReadonlyArray<PropertyKey> = [], recordKey?: SchemaAST.AST): Array<PathIssue> => {
   const leaf = (ast: SchemaAST.AST, actual: unknown): Array<PathIssue> => [{ path, message: `expected ${describe(ast)}, got ${showActual(actual, path)}` }]
   switch (issue._tag) {
     case "Pointer":
-      return collect(issue.issue, [...path, ...toPath(issue.path)])
+      return collect(issue.issue, [...path, ...toPath(issue.path)], recordKey)
     case "Composite": {
       const issues: ReadonlyArray<ParseResult.ParseIssue> = "_tag" in issue.issues ? [issue.issues] : issue.issues
       if (issue.ast._tag === "Union") {
@@ -91,7 +94,9 @@ export const collect = (issue: ParseResult.ParseIssue, path: ReadonlyArray<Prope
         }
         return leaf(issue.ast, issue.actual)
       }
-      return issues.flatMap((i) => collect(i, path))
+      // A record (a map such as `corporate_llm.teams`): its entries' keys are checked by a key schema.
+      const key = issue.ast._tag === "TypeLiteral" && issue.ast.propertySignatures.length === 0 ? issue.ast.indexSignatures[0]?.parameter : undefined
+      return issues.flatMap((i) => collect(i, path, key))
     }
     case "Refinement": {
       if (issue.kind === "Predicate") return leaf(issue.ast, issue.actual)
@@ -111,8 +116,7 @@ export const collect = (issue: ParseResult.ParseIssue, path: ReadonlyArray<Prope
     case "Missing":
       return [{ path, message: "is required" }]
     case "Unexpected":
-      // A key a record's key schema refuses (a team name with a '/') says what a key must be.
-      return [{ path, message: issue.message?.includes("a string matching the pattern") === true ? `not an acceptable key: ${issue.message.replace(/^is unexpected, /, "")}` : "unknown key" }]
+      return [{ path, message: recordKey === undefined ? "unknown key" : `not an acceptable key: expected ${describe(recordKey)}` }]
     case "Forbidden":
       return [{ path, message: issue.message ?? "is not allowed here" }]
   }
