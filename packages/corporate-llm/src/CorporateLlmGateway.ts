@@ -89,6 +89,11 @@ export interface Service {
   readonly resolve: (request: LlmRequest.LLMRequest) => Effect.Effect<{ provider: string; model: ModelCatalog.ModelEntry; model_id: string }, Errors.InvalidRequest | Errors.UnknownModel>
   /** The budget scopes a caller's request reserves against: global, its team's and its key's, daily and monthly where set. */
   readonly scopes: (caller: Caller.Caller) => ReadonlyArray<BudgetLedger.Scope>
+  /**
+   * The budgets an overseer (a team-less admin or compliance key, the CLI, the metrics) looks at:
+   * the global ones, every configured team's (or `team`'s only), and `key`'s own, each once.
+   */
+  readonly overseenScopes: (options?: { readonly team?: string | undefined; readonly key?: Caller.Caller | undefined }) => ReadonlyArray<BudgetLedger.Scope>
   readonly health: Effect.Effect<Health>
   readonly settings: Config.CorporateLlmSettings
 }
@@ -185,6 +190,11 @@ export const make = Effect.gen(function*() {
       ? undefined
       : scopesOf(`key:${caller.key_id}`, caller.limits.budget_daily_usd, caller.limits.budget_monthly_usd)
     return team === undefined && (key === undefined || key.length === 0) ? globalScopes : [...globalScopes, ...(team ?? []), ...(key ?? [])]
+  }
+  const overseenScopes = (options: { readonly team?: string | undefined; readonly key?: Caller.Caller | undefined } = {}): ReadonlyArray<BudgetLedger.Scope> => {
+    const teamsShown = options.team === undefined ? [...teamScopes.values()].flat() : teamScopes.get(options.team) ?? []
+    const key = options.key?.key_id === undefined ? [] : scopes(options.key).filter((s) => s.key === `key:${options.key?.key_id}`)
+    return [...globalScopes, ...teamsShown, ...key]
   }
   /** A 403 when the caller's team may not call `model` (its allow-list names neither the id nor the name asked for). */
   const allowed = (caller: Caller.Caller, model: ModelCatalog.ModelEntry, asked: string | undefined): Effect.Effect<void, Errors.Forbidden> => {
@@ -752,6 +762,7 @@ export const make = Effect.gen(function*() {
     recordRejection,
     resolve: (request) => Effect.map(resolve(request), (r) => ({ provider: r.provider.name, model: r.model, model_id: r.model_id })),
     scopes,
+    overseenScopes,
     health,
     settings
   })

@@ -58,19 +58,13 @@ export const command = Command.make("budget", options, (args) =>
       const gateway = yield* CorporateLlmGateway.CorporateLlmGateway
       const ledger = yield* BudgetLedger.BudgetLedger
       // As the budget API does for a team-less admin: the global scopes, the teams', the key's.
-      const callers: Array<Caller.Caller> = [{}, ...(team === undefined ? configured : [team]).map((t) => ({ team: t }))]
+      let key: Caller.Caller | undefined
       if (keyId !== undefined) {
-        const key = yield* Effect.flatMap(ApiKeys.ApiKeys, (keys) => keys.get(keyId))
-        if (Option.isNone(key)) return yield* new NotFound({ message: `no API key '${keyId}' (tidyllm keys list --all shows them)` })
-        callers.push(ApiKeys.callerOf(key.value))
+        const found = yield* Effect.flatMap(ApiKeys.ApiKeys, (keys) => keys.get(keyId))
+        if (Option.isNone(found)) return yield* new NotFound({ message: `no API key '${keyId}' (tidyllm keys list --all shows them)` })
+        key = ApiKeys.callerOf(found.value)
       }
-      const seen = new Set<string>()
-      const scopes = callers.flatMap((c) => gateway.scopes(c)).filter((s) => {
-        const id = `${s.key}@${s.period}`
-        if (seen.has(id)) return false
-        seen.add(id)
-        return true
-      })
+      const scopes = gateway.overseenScopes({ team, key })
       return yield* ledger.status(scopes)
     }).pipe(Effect.provide(services(loaded)))
     if (args.json) return yield* Console.log(JSON.stringify({ budgets: statuses.map(view) }, null, 2))

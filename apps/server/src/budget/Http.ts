@@ -2,7 +2,6 @@
 import { HttpApiBuilder } from "@effect/platform"
 import { Effect, Option } from "effect"
 import { Errors, Money } from "@tidyllm/core"
-import type { Caller } from "@tidyllm/core"
 import { ApiKeys, BudgetLedger, CorporateLlmGateway } from "@tidyllm/corporate-llm"
 import { Api } from "../Api.js"
 import type { Principal } from "../auth/Auth.js"
@@ -44,27 +43,16 @@ export const BudgetHttp = HttpApiBuilder.group(Api, "budget", (handlers) =>
           }
           return gw1.scopes(p.caller)
         }
-        const callers: Array<Caller.Caller> = [{}]
         if (team !== undefined && !teams.includes(team)) {
           return yield* new Errors.InvalidRequest({
             message: `team '${team.slice(0, 64)}' has no budgets (configured under corporate_llm.teams: ${teams.join(", ") || "none"})`,
             field: "team"
           })
         }
-        if (team !== undefined) callers.push({ team })
-        else for (const t of teams) callers.push({ team: t })
-        if (keyId !== undefined) {
-          const key = ApiKeys.isKeyId(keyId) ? yield* keys.get(keyId) : Option.none()
-          if (Option.isNone(key)) return yield* new NotFound({ message: "no such API key (a key id is 16 hex digits)" })
-          callers.push(ApiKeys.callerOf(key.value))
-        }
-        const seen = new Set<string>()
-        return callers.flatMap((c) => gw1.scopes(c)).filter((s) => {
-          const id = `${s.key}@${s.period}`
-          if (seen.has(id)) return false
-          seen.add(id)
-          return true
-        })
+        if (keyId === undefined) return gw1.overseenScopes({ team })
+        const key = ApiKeys.isKeyId(keyId) ? yield* keys.get(keyId) : Option.none()
+        if (Option.isNone(key)) return yield* new NotFound({ message: "no such API key (a key id is 16 hex digits)" })
+        return gw1.overseenScopes({ team, key: ApiKeys.callerOf(key.value) })
       })
 
     return handlers.handleRaw("status", ({ request, urlParams }) =>

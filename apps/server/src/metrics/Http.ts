@@ -34,8 +34,7 @@ export const MetricsHttp = HttpApiBuilder.group(Api, "metrics", (handlers) =>
 
     // The global budgets and each configured team's: a bounded set of `scope` labels (keys' own
     // budgets are not exported: there may be any number of keys; `GET /v1/budget` shows them).
-    const teams = Object.keys(gw1.settings.teams ?? {})
-    const budgetScopes = [...gw1.scopes({}), ...teams.flatMap((team) => gw1.scopes({ team }).filter((s) => s.key === `team:${team}`))]
+    const budgetScopes = gw1.overseenScopes()
     const collectors: ReadonlyArray<readonly [string, Effect.Effect<void, unknown>]> = [
       ["budget", Effect.flatMap(ledger.status(budgetScopes), CorporateLlmMetrics.setBudget)],
       ["circuit_breakers", Effect.flatMap(gw2.breakers, AiProcessingMetrics.setBreakers)],
