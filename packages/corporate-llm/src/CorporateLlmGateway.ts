@@ -219,15 +219,15 @@ export const make = Effect.gen(function*() {
     caller.key_id === undefined || caller.limits?.tokens_per_minute === undefined
       ? undefined
       : { key: `tpm:${caller.key_id}`, limit_type: "tokens_per_minute", limit: caller.limits.tokens_per_minute }
-  const failOpen = <E extends { readonly _tag: string; readonly message: string }>(e: E) =>
-    e._tag === "StoreUnavailable" ? warn("rate-limiter", `rate limiter unavailable, request let through: ${e.message}`) : Effect.fail(e as Exclude<E, Errors.StoreUnavailable>)
+  const take = (limit: RateLimits.Limit, units: number) =>
+    Effect.catchTag(rateLimits.take(limit, units), "StoreUnavailable", (e) => warn("rate-limiter", `rate limiter unavailable, request let through: ${e.message}`))
   const takeRate = (caller: Caller.Caller, inputTokens: number): Effect.Effect<void, Errors.RateLimited> => {
     const rpm = rpmLimit(caller)
     const tpm = tpmLimit(caller)
     if (rpm === undefined && tpm === undefined) return Effect.void
     return Effect.zipRight(
-      rpm === undefined ? Effect.void : Effect.catchAll(rateLimits.take(rpm, 1), failOpen),
-      tpm === undefined ? Effect.void : Effect.catchAll(rateLimits.take(tpm, Math.max(1, inputTokens)), failOpen)
+      rpm === undefined ? Effect.void : take(rpm, 1),
+      tpm === undefined ? Effect.void : take(tpm, Math.max(1, inputTokens))
     )
   }
   const addOutputTokens = (caller: Caller.Caller, outputTokens: number): Effect.Effect<void> => {
