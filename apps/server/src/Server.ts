@@ -3,11 +3,12 @@
  * `/docs/openapi.json`, on `@effect/platform-node`, over the services of `Layers`. `tidyllm serve`
  * and `main.ts` both run {@link serve}.
  */
-import { createServer, type Server as NodeServer } from "node:http"
+import { createServer, type IncomingMessage, type Server as NodeServer, type ServerResponse } from "node:http"
 import { HttpApiBuilder, HttpApiSwagger, HttpMiddleware, HttpServer } from "@effect/platform"
 import type { ServeError } from "@effect/platform/HttpServerError"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Effect, Layer } from "effect"
+import { Ids } from "@tidyllm/core"
 import type { Config } from "@tidyllm/core"
 import { AgreementsHttp } from "./agreements/Http.js"
 import { Api } from "./Api.js"
@@ -79,6 +80,10 @@ export const layerWith = <E>(
         Effect.logInfo("shutting down: no new connections; waiting for in-flight requests").pipe(Effect.zipRight(Effect.sync(() => {
           const timer = setTimeout(() => nodeServer?.closeAllConnections(), options.shutdownGraceMs ?? config.server.shutdown_grace_seconds * 1000)
           timer.unref()
+          // Once the app stops serving, a request that still arrives on an open connection (keep-alive,
+          // or accepted just before the listener closed) would find no handler and hang until the
+          // grace period cuts it: it is answered 503 at once, and its connection closed.
+          nodeServer?.on("request", onRequestWhileStopping)
         })))
       )
     }))
@@ -112,6 +117,17 @@ export const layerWith = <E>(
       Layer.provideMerge(Layer.succeedContext(services))
     )
   }).pipe(Layer.provide(Tracing.layer(config)))
+
+/** Answers a request that arrives after the app stopped serving (the app's own listener is gone). */
+const onRequestWhileStopping = function(this: NodeServer, request: IncomingMessage, response: ServerResponse): void {
+  if (this.listenerCount("request") > 1) return
+  request.resume()
+  const body = JSON.stringify({
+    error: { type: "service_unavailable", message: "the server is shutting down; send the request again (to another replica)", request_id: Ids.randomUuid(), param: null, code: "shutting_down" }
+  })
+  response.writeHead(503, { "content-type": "application/json", "content-length": Buffer.byteLength(body), "retry-after": "1", connection: "close" })
+  response.end(body)
+}
 
 /** Runs the server until interrupted (SIGINT/SIGTERM under `NodeRuntime.runMain`). */
 export const serve = (config: Config.GatewayConfig, options: Options = {}): Effect.Effect<never, Layers.BuildError | ServeError> =>
