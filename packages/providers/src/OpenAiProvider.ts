@@ -17,6 +17,7 @@ import {
   socketCodes,
   stringProperty
 } from "./internal/errors.js"
+import { endpoint, postJson } from "./internal/jsonPost.js"
 import { clientSpan } from "./internal/spans.js"
 
 /** Adapter options the app decides. */
@@ -131,6 +132,36 @@ export const toProviderError = (error: unknown, context: ErrorContext): Errors.P
     kind,
     retryable: Errors.retryableKinds.has(kind),
     ...(status === undefined ? {} : { upstream_status: status }),
+    ...(upstreamType === undefined ? {} : { upstream_type: upstreamType })
+  })
+}
+
+/**
+ * The error of a non-2xx answer to a plain request, as the `openai` client would make it: the
+ * upstream's `error.message` after the status, its `error.code` (else `error.type`) as the
+ * upstream type, and the kind by code, then by status.
+ */
+export const httpError = (status: number, text: string, context: ErrorContext): Errors.ProviderError => {
+  let body: unknown = undefined
+  try {
+    body = JSON.parse(text)
+  } catch {
+    // Not JSON: the text itself says what went wrong.
+  }
+  const error = Predicate.hasProperty(body, "error") ? body.error : body
+  const code = stringProperty(error, "code")
+  const type = stringProperty(error, "type")
+  const detail = stringProperty(error, "message") ??
+    (typeof error === "string" ? error : text.trim().length > 0 ? text.trim().slice(0, 500) : "status code (no body)")
+  const kind = (code === undefined ? undefined : kindByCode.get(code)) ?? kindByStatus(status) ?? (status === 422 ? "validation" : "unknown")
+  const upstreamType = code ?? type
+  return new Errors.ProviderError({
+    message: `${labelOf(context.provider)}: ${status} ${detail}`,
+    provider: context.provider,
+    model: context.model,
+    kind,
+    retryable: Errors.retryableKinds.has(kind),
+    upstream_status: status,
     ...(upstreamType === undefined ? {} : { upstream_type: upstreamType })
   })
 }
@@ -349,6 +380,21 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         })
     )
 
+    // Plain chat completions go over a pool of their own (see `internal/jsonPost.ts`); its sockets
+    // are closed with the scope.
+    const target = yield* Effect.acquireRelease(
+      Effect.sync(() => endpoint(options.baseUrl)),
+      (t) => Effect.promise(() => t.pool.destroy())
+    )
+    const headers: Readonly<Record<string, string>> = {
+      "content-type": "application/json",
+      accept: "application/json",
+      "user-agent": "tidyllm-gateway",
+      ...(apiKey === undefined ? {} : { authorization: `Bearer ${apiKey}` }),
+      ...(options.organization === undefined ? {} : { "openai-organization": options.organization }),
+      ...(options.project === undefined ? {} : { "openai-project": options.project })
+    }
+
     // A server may echo the key (or the base URL's password) back in an error message: every
     // failure of the three calls is scrubbed, inside their spans.
     const scrub = scrubError(scrubber([apiKey, ...passwordsOf(options.baseUrl)]))
@@ -390,12 +436,13 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
       yield* requireKey(context)
       const params = yield* paramsOf(call, context)
       // Interruption aborts `signal`, which aborts the request (or the read of its body).
-      const response = yield* Effect.tryPromise({
-        try: (signal) => client.chat.completions.create(params, { signal }),
+      const answer = yield* Effect.tryPromise({
+        try: (signal) => postJson(target, "/chat/completions", headers, JSON.stringify(params), signal),
         catch: (error) => toProviderError(error, context)
       })
+      if (answer.status < 200 || answer.status > 299) return yield* Effect.fail(httpError(answer.status, answer.text, context))
       const completion = yield* Effect.try({
-        try: () => toCompletion(response),
+        try: () => toCompletion(JSON.parse(answer.text) as OpenAI.ChatCompletion),
         catch: malformed(context, "the answer is not a chat completion")
       })
       if (completion === undefined) return yield* Effect.fail(malformed(context, "the answer has no choices")(undefined))
