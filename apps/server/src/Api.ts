@@ -1,5 +1,6 @@
 /** The whole HTTP contract of the server (served as OpenAPI at `/docs`). */
-import { HttpApi, OpenApi } from "@effect/platform"
+import * as HttpApi from "@effect/platform/HttpApi"
+import * as OpenApi from "@effect/platform/OpenApi"
 import { AgreementsApi } from "./agreements/Api.js"
 import { AuditApi } from "./audit/Api.js"
 import { BudgetApi } from "./budget/Api.js"

@@ -1,5 +1,5 @@
 /** Helpers for tests that run the real server on loopback: a port-0 listener and its URL. */
-import { HttpServer } from "@effect/platform"
+import * as HttpServer from "@effect/platform/HttpServer"
 import type { ServeError } from "@effect/platform/HttpServerError"
 import { Context, Effect, Layer, Schema } from "effect"
 import type { Scope } from "effect"

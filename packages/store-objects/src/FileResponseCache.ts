@@ -1,5 +1,6 @@
 /** `ResponseCache` in a local directory (the embedded default, `.bedrock_cache/`): one JSON file per entry. */
-import { FileSystem, Path } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
 import { Clock, Effect, Layer, Option, Schema } from "effect"

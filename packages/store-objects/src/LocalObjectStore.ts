@@ -15,7 +15,8 @@
  * one host. Empty directories left by `remove` are kept (harmless; `list` skips them). On a
  * case-insensitive file system (macOS, Windows) keys that differ only in case collide.
  */
-import { FileSystem, Path } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import type { PlatformError } from "@effect/platform/Error"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"

@@ -7,6 +7,7 @@
 import { Context, Duration, Effect, Either, Layer, Option, Redacted, Ref, Runtime, Schema } from "effect"
 import { Redis } from "ioredis"
 import { ResponseCache } from "@tidyllm/ai-processing"
+import { describeUrl } from "./RedisUrl.js"
 
 /** How to reach Redis. */
 export interface Options {
@@ -35,14 +36,7 @@ const decode = Schema.decodeUnknownOption(Entry)
 const encode = Schema.encodeEither(Entry)
 
 /** The URL without its credentials, fit for a log line. */
-export const describeUrl = (url: string): string => {
-  try {
-    const u = new URL(url)
-    return `${u.protocol}//${u.host}${u.pathname === "/" ? "" : u.pathname}`
-  } catch {
-    return "(unparsable Redis URL)"
-  }
-}
+export { describeUrl }
 
 const messageOf = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
 

@@ -8,7 +8,8 @@
  * `tidyllm workflow store <id> <file>`, `get <id> [--version n]`, `list`: the versioned store.
  */
 import { Args, Command, Options } from "@effect/cli"
-import { FileSystem, Path } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import { Console, Effect, Either, Option } from "effect"
 import { Ids } from "@tidyllm/core"
 import * as Files from "@tidyllm/server/workflows/Files"

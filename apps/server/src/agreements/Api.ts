@@ -1,5 +1,7 @@
 /** The flow-agreement contract: `GET /v1/agreements[/{id}]`, `POST /v1/agreements/{id}/approve|reject`. */
-import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as OpenApi from "@effect/platform/OpenApi"
 import { Schema } from "effect"
 import { FlowAgreement } from "@tidyllm/heiros"
 import { ErrorBody } from "../http/Errors.js"

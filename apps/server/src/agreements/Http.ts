@@ -1,6 +1,6 @@
 /** Handlers of the flow-agreement API. */
-import { HttpApiBuilder } from "@effect/platform"
-import type { HttpServerRequest } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { Effect } from "effect"
 import { WorkflowOptimizerGateway } from "@tidyllm/workflow-optimizer"
 import { Api } from "../Api.js"

@@ -1,5 +1,7 @@
 /** The audit contract: `GET /v1/audit`, the LLM audit trail filtered and paged, as JSON or a CSV export. */
-import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as OpenApi from "@effect/platform/OpenApi"
 import { Schema } from "effect"
 import { AuditLog } from "@tidyllm/corporate-llm"
 import { ErrorBody } from "../http/Errors.js"

@@ -1,6 +1,7 @@
 /** Handler of `GET /v1/audit`: a JSON page, or a CSV export streamed page by page. */
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
-import type { HttpServerRequest } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { Chunk, Effect, FiberRef, Stream } from "effect"
 import { Errors } from "@tidyllm/core"
 import { AuditLog } from "@tidyllm/corporate-llm"

@@ -3,7 +3,7 @@
  * (or the bootstrap admin key of the configuration), or — in open mode, allowed only on a
  * loopback address — the `x-tidyllm-*` identity headers taken as given.
  */
-import type { HttpServerRequest } from "@effect/platform"
+import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { Clock, Context, Effect, Layer, Option, Redacted, Ref, Schema } from "effect"
 import type { Caller, Config } from "@tidyllm/core"
 import { Errors } from "@tidyllm/core"

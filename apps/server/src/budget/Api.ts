@@ -1,5 +1,7 @@
 /** `GET /v1/budget`: the budgets that apply to the caller (or, for a team-less admin or compliance key, to every team). */
-import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as OpenApi from "@effect/platform/OpenApi"
 import { Schema } from "effect"
 import { ErrorBody } from "../http/Errors.js"
 

@@ -1,5 +1,5 @@
 /** Handler of `GET /v1/budget`. */
-import { HttpApiBuilder } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { Effect, Option } from "effect"
 import { Errors, Money } from "@tidyllm/core"
 import { ApiKeys, BudgetLedger, CorporateLlmGateway } from "@tidyllm/corporate-llm"

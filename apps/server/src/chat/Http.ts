@@ -1,6 +1,7 @@
 /** Handlers of `POST /v1/chat/completions`, plain and streamed. */
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
-import type { HttpServerRequest } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { Chunk, Effect, FiberRef, Option, Stream } from "effect"
 import { AiProcessingGateway } from "@tidyllm/ai-processing"
 import { CorporateLlmGateway } from "@tidyllm/corporate-llm"

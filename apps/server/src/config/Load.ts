@@ -4,7 +4,8 @@
  * with the real environment winning over it), validated by the `GatewayConfig` schema. Every bad
  * key or value is named in one `ConfigError`; nothing starts on a half-valid config.
  */
-import { FileSystem, Path } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import { Data, Effect, Either, Schema } from "effect"
 import { Config } from "@tidyllm/core"
 import * as YAML from "yaml"

@@ -1,5 +1,7 @@
 /** The OpenAI-compatible embeddings contract: `POST /v1/embeddings`. */
-import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as OpenApi from "@effect/platform/OpenApi"
 import { Schema } from "effect"
 import { LlmRequest } from "@tidyllm/core"
 import { ErrorBody } from "../http/Errors.js"

@@ -1,6 +1,7 @@
 /** Handler of `POST /v1/embeddings`. */
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
-import type { HttpServerRequest } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { Effect, Either, FiberRef } from "effect"
 import { Errors, type LlmRequest } from "@tidyllm/core"
 import { CorporateLlmGateway } from "@tidyllm/corporate-llm"

@@ -1,5 +1,7 @@
 /** The native gateway contract: `POST /v1/llm` (gateway #1) and `POST /v1/ai` (gateway #2). */
-import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as OpenApi from "@effect/platform/OpenApi"
 import { LlmRequest } from "@tidyllm/core"
 import { ErrorBody } from "../http/Errors.js"
 

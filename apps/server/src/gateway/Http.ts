@@ -1,6 +1,7 @@
 /** Handlers of the native gateway API: `POST /v1/llm` (#1) and `POST /v1/ai` (#2). */
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
-import type { HttpServerRequest } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { Effect, FiberRef } from "effect"
 import { AiProcessingGateway } from "@tidyllm/ai-processing"
 import { LlmRequest } from "@tidyllm/core"

@@ -1,5 +1,7 @@
 /** Health endpoints: per-gateway health with dependency checks, liveness, readiness. */
-import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as OpenApi from "@effect/platform/OpenApi"
 import { Schema } from "effect"
 
 /** One dependency check of `GET /health`. */

@@ -19,7 +19,7 @@ import type { ResponseCache } from "@tidyllm/ai-processing"
 import type { Config } from "@tidyllm/core"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
 import type { ObjectStore } from "@tidyllm/session-manager"
-import { RedisResponseCache } from "@tidyllm/store-objects"
+import * as RedisUrl from "@tidyllm/store-objects/RedisUrl"
 import type { ReadinessReport } from "../Layers.js"
 
 /** How long each dependency may take to answer before its check fails. */
@@ -143,7 +143,7 @@ export const describeCache = (config: Config.GatewayConfig, paths = false): stri
   switch (config.storage.cache) {
     case "memory": return "in memory"
     case "redis":
-      return config.storage.redis_url === undefined ? "Redis (no storage.redis_url)" : `Redis ${RedisResponseCache.describeUrl(Redacted.value(config.storage.redis_url))}`
+      return config.storage.redis_url === undefined ? "Redis (no storage.redis_url)" : `Redis ${RedisUrl.describeUrl(Redacted.value(config.storage.redis_url))}`
     case "file": return paths ? `files in ${nodePath.resolve(config.ai_processing.cache_dir)}` : "files"
   }
 }

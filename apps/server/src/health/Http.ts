@@ -1,5 +1,6 @@
 /** Handlers of `/health`, `/health/live` and `/health/ready`. */
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Effect } from "effect"
 import { AiProcessingGateway, ResponseCache } from "@tidyllm/ai-processing"
 import { CorporateLlmGateway, LlmProviders } from "@tidyllm/corporate-llm"

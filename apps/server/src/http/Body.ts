@@ -6,7 +6,7 @@
  * holds strings the store cannot keep as given (NUL, unpaired surrogates) or numbers that
  * overflowed to infinity (400, naming the path).
  */
-import type { HttpServerRequest } from "@effect/platform"
+import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import { Effect, Either, Schema } from "effect"
 import { Errors } from "@tidyllm/core"

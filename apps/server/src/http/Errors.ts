@@ -4,7 +4,7 @@
  */
 import { STATUS_CODES } from "node:http"
 import type { Duplex } from "node:stream"
-import { HttpServerResponse } from "@effect/platform"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Schema } from "effect"
 import { Errors, Ids } from "@tidyllm/core"
 import type { WorkflowOptimizerGateway } from "@tidyllm/workflow-optimizer"

@@ -4,7 +4,10 @@
  * `auth/Policy.ts`) before any body is read; and the JSON error envelope for what no handler
  * answered (unknown routes, defects).
  */
-import { HttpApiBuilder, HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpApp from "@effect/platform/HttpApp"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Cause, Effect, Either, FiberRef, HashMap, Option, Predicate } from "effect"
 import { Errors } from "@tidyllm/core"
 import * as CorporateLlmMetrics from "@tidyllm/corporate-llm/Metrics"

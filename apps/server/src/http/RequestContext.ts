@@ -1,5 +1,5 @@
 /** Per-request context the handlers share: the request id, the caller, the out-of-band reason. */
-import type { HttpServerRequest } from "@effect/platform"
+import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { Effect, FiberRef } from "effect"
 import { Errors, Ids } from "@tidyllm/core"
 import type { Caller, LlmRequest } from "@tidyllm/core"

@@ -1,5 +1,7 @@
 /** The key-management contract (admin role): create, list, show and revoke API keys. */
-import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as OpenApi from "@effect/platform/OpenApi"
 import { Schema } from "effect"
 import { Caller } from "@tidyllm/core"
 import { ErrorBody } from "../http/Errors.js"

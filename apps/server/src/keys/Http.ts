@@ -2,7 +2,7 @@
  * Handlers of the key API. An admin key with a team manages only its team's keys and cannot make
  * keys above itself (no team-less keys); a team-less admin manages every key.
  */
-import { HttpApiBuilder } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { Clock, Effect, Option } from "effect"
 import { Errors } from "@tidyllm/core"
 import { ApiKeys } from "@tidyllm/corporate-llm"

@@ -5,7 +5,8 @@
  * A refresher that fails or takes over 2 s leaves its gauges as they were and reports
  * `tidyllm_metrics_collector_up{collector} 0`, so a scrape never hangs on the database.
  */
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Duration, Effect, Metric, MetricLabel } from "effect"
 import { AiProcessingGateway } from "@tidyllm/ai-processing"
 import * as AiProcessingMetrics from "@tidyllm/ai-processing/Metrics"

@@ -8,8 +8,8 @@
  * method `OTHER`. Series are made once per route (and per status as it first occurs) and updated
  * with `unsafeUpdate`: recording costs a map lookup and a few additions per request.
  */
-import { HttpApi } from "@effect/platform"
-import type { HttpApiGroup } from "@effect/platform"
+import * as HttpApi from "@effect/platform/HttpApi"
+import type * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import { Metric, MetricBoundaries, MetricLabel } from "effect"
 import type * as CorporateLlmMetrics from "@tidyllm/corporate-llm/Metrics"
 

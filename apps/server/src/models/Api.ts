@@ -1,5 +1,7 @@
 /** `GET /v1/models`: the model catalog as an OpenAI model list. */
-import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as OpenApi from "@effect/platform/OpenApi"
 import { Schema } from "effect"
 
 /** One model, OpenAI style, with the catalog's details under `tidyllm`. */

@@ -1,5 +1,5 @@
 /** Handler of `GET /v1/models`. */
-import { HttpApiBuilder } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { Effect } from "effect"
 import { ModelCatalog } from "@tidyllm/core"
 import { Api } from "../Api.js"

@@ -2,7 +2,9 @@
  * The workflow contract (gateway #3): `POST /v1/workflows/validate|analyze|optimize`, and the
  * versioned store: `PUT /v1/workflows/{id}`, `GET /v1/workflows/{id}[?version=n]`, `GET /v1/workflows`.
  */
-import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as OpenApi from "@effect/platform/OpenApi"
 import { Schema } from "effect"
 import { UnifiedSessionManager } from "@tidyllm/session-manager"
 import { WorkflowOptimizerGateway } from "@tidyllm/workflow-optimizer"

@@ -1,5 +1,6 @@
 /** Handlers of the workflow API (gateway #3 and the versioned workflow store). */
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Effect, FiberRef } from "effect"
 import { WorkflowOptimizerGateway } from "@tidyllm/workflow-optimizer"
 import { Api } from "../Api.js"
