@@ -7,7 +7,8 @@
 import { readFileSync, rmSync, writeFileSync } from "node:fs"
 import { hostname } from "node:os"
 import * as nodePath from "node:path"
-import { FileSystem, Path } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -20,7 +21,10 @@ import { ApiKeys, AuditLog, BudgetLedger, BudgetSlices, CorporateLlmGateway, Llm
 import { AgreementStore } from "@tidyllm/heiros"
 import { AnthropicProvider, BedrockProvider, MlflowProvider, OpenAiProvider } from "@tidyllm/providers"
 import { ObjectStore, UnifiedSessionManager, WorkflowAudit } from "@tidyllm/session-manager"
-import { FileResponseCache, LocalObjectStore, RedisResponseCache, S3ObjectStore } from "@tidyllm/store-objects"
+// By module, not the package index: the Redis and S3 adapters (and their clients, ~35 MiB) are
+// loaded only when configured.
+import * as FileResponseCache from "@tidyllm/store-objects/FileResponseCache"
+import * as LocalObjectStore from "@tidyllm/store-objects/LocalObjectStore"
 import { Migrator, PgAgreementStore, PgApiKeys, PgAuditLog, PgBudgetLedger, PgClient, PgliteClient, PgRateLimiterStore, PgWorkflowAudit } from "@tidyllm/store-pg"
 import { WorkflowOptimizerGateway } from "@tidyllm/workflow-optimizer"
 import * as RateLimiter from "./auth/RateLimiter.js"
@@ -124,15 +128,22 @@ export const providers = (config: Config.GatewayConfig, options: Options = {}): 
     return LlmProviders.make([mock, bedrock, openai, anthropic, ...gateway, ...compatible])
   }))
 
+/** A layer whose module is imported as the layer is built: adapters with heavy clients, loaded only when configured. */
+const lazyLayer = <M, A, E, R>(load: () => Promise<M>, build: (module: M) => Layer.Layer<A, E, R>): Layer.Layer<A, E, R> =>
+  Layer.unwrapEffect(Effect.map(Effect.promise(load), build))
+
 /** The response cache: off, in memory, in Redis (`storage.redis_url`), or files under `ai_processing.cache_dir`. */
 export const cache = (config: Config.GatewayConfig): Layer.Layer<ResponseCache.ResponseCache, ResponseCache.CacheError> => {
   if (!config.ai_processing.enable_caching) return ResponseCache.layerNone
   switch (config.storage.cache) {
     case "memory": return ResponseCache.layerMemory
     case "redis":
-      return config.storage.redis_url === undefined
+    {
+      const url = config.storage.redis_url
+      return url === undefined
         ? Layer.fail(new ResponseCache.CacheError({ message: "storage.cache is 'redis' but storage.redis_url (REDIS_URL) is not set" }))
-        : RedisResponseCache.layer({ url: config.storage.redis_url })
+        : lazyLayer(() => import("@tidyllm/store-objects/RedisResponseCache"), (RedisResponseCache) => RedisResponseCache.layer({ url }))
+    }
     case "file": return FileResponseCache.layer(config.ai_processing.cache_dir)
   }
 }
@@ -245,8 +256,17 @@ export const store = (config: Config.GatewayConfig, options: Options = {}): Laye
   }))
   // Gateway #1's layer runs the reaper of expired reservations.
   const fraction = config.corporate_llm.budget_slice_fraction
+  // A lease carries the reservation TTL (a crashed replica's leases are reaped like its
+  // reservations) and is rotated and idled back well within it, so no live lease is reaped.
+  const leaseTtlMs = config.corporate_llm.reservation_ttl_seconds * 1000
+  const slices: BudgetSlices.Options = {
+    fraction,
+    lease_ttl_ms: leaseTtlMs,
+    rotate_ms: Math.min(60_000, leaseTtlMs / 3),
+    idle_ms: Math.min(5_000, leaseTtlMs / 3)
+  }
   const ledger = fraction > 0
-    ? Layer.scoped(BudgetLedger.BudgetLedger, Effect.flatMap(BudgetLedger.BudgetLedger, (base) => BudgetSlices.make(base, { fraction }))).pipe(
+    ? Layer.scoped(BudgetLedger.BudgetLedger, Effect.flatMap(BudgetLedger.BudgetLedger, (base) => BudgetSlices.make(base, slices))).pipe(
       Layer.provide(PgBudgetLedger.layer({ instanceId }))
     )
     : PgBudgetLedger.layer({ instanceId })
@@ -300,7 +320,7 @@ export const objectStore = (config: Config.GatewayConfig): Layer.Layer<ObjectSto
         ...(aws.session_token === undefined ? {} : { sessionToken: aws.session_token })
       }
       : undefined
-    return S3ObjectStore.layer({
+    return lazyLayer(() => import("@tidyllm/store-objects/S3ObjectStore"), (S3ObjectStore) => S3ObjectStore.layer({
       bucket: s3.bucket,
       prefix: s3.prefix,
       region: s3.region,
@@ -310,7 +330,7 @@ export const objectStore = (config: Config.GatewayConfig): Layer.Layer<ObjectSto
       // correctly (s3rver's V2 continuation tokens fail on Node ≥ 17); AWS itself gets V2.
       listApi: s3.endpoint === undefined ? "v2" : "v1",
       ...(credentials === undefined ? {} : { credentials })
-    })
+    }))
   }
   return LocalObjectStore.layer(nodePath.resolve(config.storage.data_dir, "objects"))
 }

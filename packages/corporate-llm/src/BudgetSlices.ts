@@ -8,7 +8,9 @@
  * inside it) when it cannot fit the next request, when it has idled, when it is older than the
  * rotation period, and at shutdown. Slices shrink as the budget nears its end (each refused lease
  * is retried at half the size, down to the request's own amount), so the last cents are not
- * stranded in one replica. What a crash can lose is the spend recorded inside the crashed
+ * stranded in one replica. Once a budget runs out, a refusal is remembered for a moment
+ * (`refusal_ms`), so that the requests that follow are refused without each taking a round trip
+ * on the budget's row under the lock. What a crash can lose is the spend recorded inside the crashed
  * replica's open leases (at most one slice per scope, bounded further by the rotation period):
  * the reaper releases those leases as unspent.
  */
@@ -28,6 +30,12 @@ export interface Options {
   readonly rotate_ms?: number | undefined
   /** The deadline of a lease in the underlying ledger, after which a reaper may release it (default 15 min). */
   readonly lease_ttl_ms?: number | undefined
+  /**
+   * After the underlying ledger refuses a lease, requests that cannot fit what it said was left are
+   * refused here for this long (default 100 ms) or until this replica returns a lease of the scope,
+   * instead of each taking a round trip on the budget's row under the lock.
+   */
+  readonly refusal_ms?: number | undefined
 }
 
 interface Lease {
@@ -55,6 +63,9 @@ export const make = (base: BudgetLedger.Service, options: Options): Effect.Effec
     const idleMs = options.idle_ms ?? 5_000
     const rotateMs = options.rotate_ms ?? 60_000
     const leaseTtl = options.lease_ttl_ms ?? 15 * 60_000
+    const refusalMs = options.refusal_ms ?? 100
+    /** The last refusal of the underlying ledger per lease key: what was left, until when it is trusted. */
+    const refusals = new Map<string, { readonly limit: number; readonly spent: Money.Nanos; readonly reserved: Money.Nanos; readonly left: number; readonly until: number }>()
     const active = new Map<string, Lease>()
     const retiring = new Set<Lease>()
     const locals = new Map<string, Local>()
@@ -65,7 +76,10 @@ export const make = (base: BudgetLedger.Service, options: Options): Effect.Effec
 
     /** Hands a lease back to the underlying ledger, charging what was spent inside it. */
     const giveBack = (lease: Lease): Effect.Effect<void, Errors.StoreUnavailable> =>
-      base.settle(lease.reservation, Money.Nanos(lease.spent)).pipe(Effect.tap(() => Effect.sync(() => retiring.delete(lease))))
+      base.settle(lease.reservation, Money.Nanos(lease.spent)).pipe(Effect.tap(() => Effect.sync(() => {
+        retiring.delete(lease)
+        refusals.delete(lease.key)
+      })))
 
     /** Stops reserving against `lease`; returns it now if nothing is open on it. */
     const retire = (lease: Lease) =>
@@ -90,8 +104,18 @@ export const make = (base: BudgetLedger.Service, options: Options): Effect.Effec
             active.set(l.key, l)
             return l
           }
-          if (attempt.left._tag !== "BudgetExceeded" || ask <= amount) return yield* Effect.fail(attempt.left)
-          ask = Math.max(amount, Math.floor(ask / 2))
+          const refused = attempt.left
+          if (refused._tag !== "BudgetExceeded") return yield* Effect.fail(refused)
+          // The refusal says what is left: when that cannot fit the request, halving further only
+          // costs more round trips (under the lock, for every request once a budget runs out).
+          const spent = Money.fromUsdString(refused.spent_usd)
+          const reserved = Money.fromUsdString(refused.reserved_usd)
+          const left = Money.subtractFloor(scope.limit, Money.add(spent, reserved))
+          if (ask <= amount || left < amount) {
+            refusals.set(keyOf(scope, periodStart), { limit: scope.limit, spent, reserved, left, until: now + refusalMs })
+            return yield* Effect.fail(BudgetLedger.exceeded(scope.key, scope.limit, spent, reserved, amount))
+          }
+          ask = Math.max(amount, Math.min(Math.floor(ask / 2), left))
         }
       })
 
@@ -105,6 +129,12 @@ export const make = (base: BudgetLedger.Service, options: Options): Effect.Effec
           if (current !== undefined && (current.reservation.amount - current.used < input.amount || current.scope.limit !== scope.limit)) {
             yield* retire(current)
             current = undefined
+          }
+          if (current === undefined) {
+            const last = refusals.get(keyOf(scope, ps))
+            if (last !== undefined && now < last.until && last.limit === scope.limit && last.left < input.amount) {
+              return yield* Effect.fail(BudgetLedger.exceeded(scope.key, scope.limit, last.spent, last.reserved, input.amount))
+            }
           }
           chosen.push(current ?? (yield* lease(scope, ps, input.amount, input.request_id, now)))
         }

@@ -768,8 +768,13 @@ export const make = Effect.gen(function*() {
   })
 })
 
-/** How often expired reservations (of a crashed replica) are released. */
-const reaperInterval = Duration.minutes(1)
+/**
+ * How often expired reservations (of a crashed replica) are released: every minute, or half the
+ * reservation TTL when that is shorter (at least every 250 ms), so that a reservation is released
+ * within about 1.5 × its TTL of its replica dying.
+ */
+export const reaperInterval = (ttlSeconds: number): Duration.Duration =>
+  Duration.millis(Math.min(60_000, Math.max(250, (ttlSeconds * 1000) / 2)))
 
 /**
  * Gateway #1 as a layer: requires its settings, the catalog, the providers, the audit log and the
@@ -777,11 +782,12 @@ const reaperInterval = Duration.minutes(1)
  */
 export const layer = Layer.scoped(CorporateLlmGateway, Effect.gen(function*() {
   const ledger = yield* BudgetLedger.BudgetLedger
+  const interval = reaperInterval((yield* Settings).reservation_ttl_seconds)
   yield* ledger.reapExpired.pipe(
     Effect.tap((n) => (n > 0 ? Effect.logWarning(`released ${n} expired budget reservation(s)`) : Effect.void)),
     Effect.catchAll((e) => Effect.logWarning(`budget reaper: ${e.message}`)),
-    Effect.repeat(Schedule.spaced(reaperInterval)),
-    Effect.delay(reaperInterval),
+    Effect.repeat(Schedule.spaced(interval)),
+    Effect.delay(interval),
     Effect.forkScoped
   )
   return yield* make

@@ -10,8 +10,11 @@
  *
  * When the database is unreachable, the batch is retried with backoff until the oldest row has
  * waited `maxWait` (5 s by default), then every writer fails with `StoreUnavailable`: no answer
- * without its record. A batch refused for its data (a bad value, a violated constraint) is split
- * so that only the bad row fails. On shutdown, rows already queued are still written.
+ * without its record. With `buffered` durability no writer waits, so a batch is retried until the
+ * database is back (each try bounded by `maxWait`) and its rows are written after an outage; only
+ * once shutdown has begun does it give up, `maxWait` after that. A batch refused for its data (a
+ * bad value, a violated constraint) is split so that only the bad row fails. On shutdown, rows
+ * already queued are still written.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
@@ -229,6 +232,8 @@ export const make = (options: Options = {}): Effect.Effect<AuditLog.Service, nev
     const maxWaitMs = Duration.toMillis(options.maxWait ?? Duration.seconds(5))
     const queue = yield* Queue.bounded<Item>(Math.max(1, options.capacity ?? 10_000))
     const closing = yield* Ref.make(false)
+    // When shutdown began (epoch ms): from then on buffered rows are retried for `maxWait` at most.
+    let closingAt: number | undefined
     const buffered = options.durability === "buffered"
     // The counters exist (at 0) from the start, so that a rate of failures reads 0 rather than nothing.
     yield* Effect.sync(() => [batchesCommitted, rowsCommitted, rowsFailed].forEach((m) => m.register()))
@@ -237,20 +242,20 @@ export const make = (options: Options = {}): Effect.Effect<AuditLog.Service, nev
       Effect.asVoid(sql`INSERT INTO llm_audit_log ${sql.insert(rows)} ON CONFLICT (id) DO NOTHING`)
 
     /** Inserts `rows`, retrying transient failures until `deadline`. */
-    const insertUntil = (rows: ReadonlyArray<Row>, deadline: number): Effect.Effect<void, SqlError> => {
+    const insertUntil = (rows: ReadonlyArray<Row>, deadline: () => number): Effect.Effect<void, SqlError> => {
       const attempt = (delay: number): Effect.Effect<void, SqlError> =>
         Effect.suspend(() => {
-          const remaining = deadline - clock.unsafeCurrentTimeMillis()
+          const remaining = deadline() - clock.unsafeCurrentTimeMillis()
           return insert(rows).pipe(
-            // A hung connection must not hold the writers past their deadline (at least 1 s per try).
+            // A hung connection must not hold the writers past their deadline (1 s to maxWait per try).
             Effect.timeoutFail({
-              duration: Math.max(remaining, 1_000),
+              duration: Math.max(Math.min(remaining, maxWaitMs), 1_000),
               onTimeout: () => new SqlError({ message: "audit insert timed out", cause: new Error("timed out") })
             })
           )
         }).pipe(
           Effect.catchAll((error) => {
-            const left = deadline - clock.unsafeCurrentTimeMillis()
+            const left = deadline() - clock.unsafeCurrentTimeMillis()
             if (isDataError(error) || left <= 0) return Effect.fail(error)
             return clock.sleep(Duration.millis(Math.min(delay, left))).pipe(
               Effect.zipRight(attempt(Math.min(delay * 2, MAX_RETRY_MS)))
@@ -270,7 +275,11 @@ export const make = (options: Options = {}): Effect.Effect<AuditLog.Service, nev
     const flush = (batch: ReadonlyArray<Pending>): Effect.Effect<void> =>
       Effect.gen(function*() {
         const deadline = batch.reduce((min, p) => Math.min(min, p.deadline), Number.POSITIVE_INFINITY)
-        const result = yield* Effect.either(insertUntil(batch.map((p) => p.row), deadline))
+        // Buffered rows have no writer waiting: keep them until the database is back, unless shutting down.
+        const giveUpAt = buffered
+          ? () => (closingAt === undefined ? Number.POSITIVE_INFINITY : Math.max(deadline, closingAt + maxWaitMs))
+          : () => deadline
+        const result = yield* Effect.either(insertUntil(batch.map((p) => p.row), giveUpAt))
         if (result._tag === "Right") {
           yield* Metric.increment(batchesCommitted)
           yield* Metric.incrementBy(rowsCommitted, batch.length)
@@ -320,6 +329,7 @@ export const make = (options: Options = {}): Effect.Effect<AuditLog.Service, nev
 
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
+        closingAt = clock.unsafeCurrentTimeMillis()
         yield* Ref.set(closing, true)
         yield* Queue.offer(queue, STOP)
         yield* Fiber.await(fiber)
