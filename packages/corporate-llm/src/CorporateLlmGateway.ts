@@ -13,6 +13,7 @@ import type { Completion, LlmProvider, ProviderCall, StreamEvent as ProviderStre
 import * as LlmProviders from "./LlmProviders.js"
 import * as Metrics from "./Metrics.js"
 import * as GenAi from "./internal/genAi.js"
+import * as Deadline from "./internal/deadline.js"
 import { auditPrompt } from "./internal/prompt.js"
 import { embeddingTokensUpperBound, inputTokensTypical, inputTokensUpperBound } from "./internal/tokens.js"
 
@@ -457,13 +458,11 @@ export const make = Effect.gen(function*() {
   const withTimeout = <A>(self: Effect.Effect<A, Errors.ProviderError>, a: Admitted, options: CallOptions) =>
     options.timeout_ms === undefined
       ? self
-      : Effect.timeoutFail(self, {
-          duration: options.timeout_ms,
-          onTimeout: () => new Errors.ProviderError({
-            message: `no answer from '${a.provider.name}' within ${options.timeout_ms} ms`,
-            provider: a.provider.name, model: a.call.model.id, kind: "timeout", retryable: true
-          })
-        })
+      : Deadline.timeoutFail(self, options.timeout_ms, () =>
+        new Errors.ProviderError({
+          message: `no answer from '${a.provider.name}' within ${options.timeout_ms} ms`,
+          provider: a.provider.name, model: a.call.model.id, kind: "timeout", retryable: true
+        }))
 
   const process = Effect.fn("CorporateLlmGateway.process", { attributes: { "gen_ai.operation.name": "chat" } })(function*(request: LlmRequest.LLMRequest, options: CallOptions) {
     const started = yield* Clock.currentTimeMillis
