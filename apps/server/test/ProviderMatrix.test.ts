@@ -80,7 +80,8 @@ const expected = (scenario: Scenario, stream: boolean): Expected => {
     case "server_error": return { http: 502, audit: ["error", "error"], charge: "none" }
     // Not retried: the upstream said the request itself is bad.
     case "bad_request": return { http: 400, audit: ["error"], charge: "none" }
-    case "hang": return { http: 502, audit: ["error", "error"], charge: "none" }
+    // Both attempts timed out: 504.
+    case "hang": return { http: 504, audit: ["error", "error"], charge: "none" }
     // Non-stream: no byte came back, so it is retried. Stream: text reached the client, so the stream ends with an error event.
     case "reset_mid_stream": return stream ? { http: 200, audit: ["stream_error"], charge: "partial" } : { http: 502, audit: ["error", "error"], charge: "none" }
   }

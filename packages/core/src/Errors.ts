@@ -121,7 +121,8 @@ export class AllBackendsFailed extends Schema.TaggedError<AllBackendsFailed>()("
   attempts: Schema.Array(AttemptFailure)
 }) {
   get type() { return "all_backends_failed" as const }
-  get status() { return 502 }
+  /** 504 when every attempt timed out (the upstreams are slow, not broken), else 502. */
+  get status() { return this.attempts.length > 0 && this.attempts.every((a) => a.kind === "timeout") ? 504 : 502 }
 }
 
 /** The audit log (or another store the request cannot go on without) is unreachable: fail closed. */
