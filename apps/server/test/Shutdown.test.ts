@@ -6,58 +6,14 @@
  * has its row, no row is missing or extra, nothing is left reserved, and the day's spend equals
  * the audited costs. Run for `audit_durability: sync` and `buffered`.
  */
-import { spawn, type ChildProcess } from "node:child_process"
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
 import { PgliteClient } from "@tidyllm/store-pg"
+import { startServer } from "./support/serverProcess.js"
 
-const main = new URL("../dist/main.js", import.meta.url).pathname
 const ADMIN = "bootstrap-admin-key-for-the-shutdown-test-000000000000"
-
-interface Started { readonly child: ChildProcess; readonly url: string; readonly output: () => string; readonly exited: Promise<number | null> }
-
-const startServer = (dataDir: string) =>
-  new Promise<Started>((resolve, reject) => {
-    const child = spawn(process.execPath, [main], {
-      env: {
-        PATH: process.env["PATH"] ?? "",
-        HOST: "127.0.0.1",
-        PORT: "0",
-        TIDYLLM_DATA_DIR: dataDir,
-        TIDYLLM_CACHE_DIR: join(dataDir, "cache"),
-        TIDYLLM_ADMIN_KEY: ADMIN,
-        TIDYLLM_SHUTDOWN_GRACE_SECONDS: "10",
-        TIDYLLM_CONFIG: join(dataDir, "none.yaml"),
-        TIDYLLM_LOG_FORMAT: "json",
-        LLM_DEFAULT_PROVIDER: "mock",
-      },
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    let out = ""
-    const exited = new Promise<number | null>((done) => child.once("exit", (code) => done(code)))
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL")
-      reject(new Error(`server did not start in 30 s:\n${out}`))
-    }, 30_000)
-    const onData = (chunk: Buffer) => {
-      out += chunk.toString("utf8")
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out)
-      if (m !== null) {
-        clearTimeout(timer)
-        resolve({ child, url: m[1]!, output: () => out, exited })
-      }
-    }
-    child.stdout.on("data", onData)
-    child.stderr.on("data", onData)
-    void exited.then((code) => {
-      clearTimeout(timer)
-      reject(new Error(`server exited (${code}) before listening:\n${out}`))
-    })
-  })
 
 /** The audit rows and ledger of the data directory, read after the server is gone. */
 const readStore = (dataDir: string) =>
@@ -76,12 +32,13 @@ describe("graceful shutdown under load", () => {
   for (const durability of ["sync", "buffered"] as const) {
     it.scopedLive(`SIGTERM with requests in flight (${durability}): every answered request has its audit row, nothing reserved, spend = audited cost`, () =>
       Effect.gen(function*() {
-        const dataDir = mkdtempSync(join(tmpdir(), "tidyllm-shutdown-"))
-        yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dataDir, { recursive: true, force: true })))
-        const { writeFileSync } = yield* Effect.promise(() => import("node:fs"))
-        writeFileSync(join(dataDir, "none.yaml"), `corporate_llm:\n  audit_durability: ${durability}\nproviders:\n  mock:\n    latency_ms: 300\n`)
-        const server = yield* Effect.promise(() => startServer(dataDir))
-        yield* Effect.addFinalizer(() => Effect.sync(() => { if (server.child.exitCode === null) server.child.kill("SIGKILL") }))
+        const server = yield* Effect.promise(() =>
+          startServer({
+            yaml: `corporate_llm:\n  audit_durability: ${durability}\nproviders:\n  mock:\n    latency_ms: 300\n`,
+            env: { TIDYLLM_ADMIN_KEY: ADMIN, TIDYLLM_SHUTDOWN_GRACE_SECONDS: "10" }
+          })
+        )
+        yield* Effect.addFinalizer(() => Effect.promise(() => server.dispose()))
 
         // Load: 40 clients, each sending requests back to back until the server stops answering.
         const answered: Array<string> = []
@@ -131,7 +88,7 @@ describe("graceful shutdown under load", () => {
         expect(tookMs).toBeLessThan(10_000)
         expect(server.output()).toContain("shutting down")
 
-        const store = yield* readStore(dataDir)
+        const store = yield* readStore(server.dataDir)
         const byRequest = new Map<string, Array<string>>()
         for (const row of store.rows) byRequest.set(row.request_id, [...(byRequest.get(row.request_id) ?? []), row.status])
         // Every answered request has exactly one row, a success.

@@ -16,6 +16,8 @@ export interface ServerProcess {
   readonly child: ChildProcess
   readonly pid: number
   readonly url: string
+  /** Its data directory (the PGlite database is in `pgdata/` when no DATABASE_URL is given). */
+  readonly dataDir: string
   /** Everything it wrote to stdout and stderr so far. */
   readonly output: () => string
   /** Resolves with the exit code (null when killed by a signal) once it has exited. */
@@ -91,7 +93,7 @@ export const startServer = (options: ServerOptions = {}): Promise<ServerProcess>
       if (m !== null && child.pid !== undefined) {
         started = true
         clearTimeout(timer)
-        resolve({ child, pid: child.pid, url: m[1]!, output: () => out, exited, running, stop, kill, dispose })
+        resolve({ child, pid: child.pid, url: m[1]!, dataDir, output: () => out, exited, running, stop, kill, dispose })
       }
     }
     child.stdout.on("data", onData)
