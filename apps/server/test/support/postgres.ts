@@ -11,9 +11,9 @@ import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync }
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { randomBytes } from "node:crypto"
-import { createServer } from "node:net"
 import { Effect, ManagedRuntime, Redacted } from "effect"
 import { PgClient } from "@tidyllm/store-pg"
+import { freePort } from "./redis.js"
 
 /** The shared server the `*.pg.test.ts` suites use. */
 export const adminUrl = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres"
@@ -63,18 +63,6 @@ export const scratchDatabase = async (prefix: string, serverUrl = adminUrl): Pro
     drop: () => adminQuery(serverUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
   }
 }
-
-/** A TCP port nothing listens on right now. */
-export const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = createServer()
-    server.on("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
 
 /** The directory of the newest installed Postgres' binaries (`/usr/lib/postgresql/<v>/bin`), if any. */
 export const postgresBin = (): string | undefined => {
