@@ -106,7 +106,7 @@ export interface LoadOptions {
   /** The request id of request `i`. */
   readonly idOf: (i: number) => string
   readonly specOf: (i: number, id: string) => RequestSpec
-  /** Run just before request `i` is sent (e.g. flip the upstream's fault mode). */
+  /** Run just before request `i` is sent (e.g. flip the upstream's fault mode); no request is sent until it is done (requests in flight go on). */
   readonly before?: ReadonlyMap<number, () => void | Promise<void>>
   readonly timeoutMs?: number
 }
@@ -115,11 +115,14 @@ export interface LoadOptions {
 export const runLoad = async (options: LoadOptions): Promise<ReadonlyArray<Result>> => {
   const results: Array<Result> = []
   let next = 0
+  // A hook holds back every worker, not only its own: what is sent after it sees its effect.
+  let gate: Promise<void> = Promise.resolve()
   const worker = async () => {
     while (next < options.n) {
       const i = next++
       const hook = options.before?.get(i)
-      if (hook !== undefined) await hook()
+      if (hook !== undefined) gate = gate.then(hook)
+      await gate
       const id = options.idOf(i)
       results.push(await send(options.base, i, id, options.specOf(i, id), options.timeoutMs ?? 15_000))
     }
