@@ -3,7 +3,7 @@
  * `/docs/openapi.json`, on `@effect/platform-node`, over the services of `Layers`. `tidyllm serve`
  * and `main.ts` both run {@link serve}.
  */
-import { createServer, type IncomingMessage, type Server as NodeServer, type ServerResponse } from "node:http"
+import { type IncomingMessage, Server as NodeServer, type ServerResponse } from "node:http"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiSwagger from "@effect/platform/HttpApiSwagger"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
@@ -25,6 +25,7 @@ import { GatewayHttp } from "./gateway/Http.js"
 import { HealthHttp } from "./health/Http.js"
 import { KeysHttp } from "./keys/Http.js"
 import { onClientError } from "./http/Errors.js"
+import * as Lane from "./http/Lane.js"
 import { ApiMiddleware } from "./http/Middleware.js"
 import * as Layers from "./Layers.js"
 import * as Tracing from "./observability/Tracing.js"
@@ -74,13 +75,24 @@ export const layerWith = <E>(
   options: Options = {}
 ): Layer.Layer<Layers.Services | HttpServer.HttpServer, E | ServeError | ConfigError> =>
   Layer.flatMap(servicesLayer, (services) => {
-    let nodeServer: NodeServer | undefined
-    const listener = NodeHttpServer.layer(() => (nodeServer = createServer().on("clientError", onClientError)), { host: config.server.host, port: config.server.port })
+    let nodeServer: LaneServer | undefined
+    const listener = NodeHttpServer.layer(() => (nodeServer = new LaneServer().on("clientError", onClientError)), { host: config.server.host, port: config.server.port })
+    const tracing = options.tracing ?? Tracing.enabled(config)
+    // The fast lane (chat completions straight on Node's server) once the app serves; with tracing
+    // on, the platform serves that route too, with its HTTP span.
+    const lane = Layer.scopedDiscard(Effect.gen(function*() {
+      yield* HttpServer.HttpServer
+      if (tracing || nodeServer === undefined) return
+      const server = nodeServer
+      server.lane = yield* Lane.make
+      yield* Effect.addFinalizer(() => Effect.sync(() => (server.lane = undefined)))
+    }))
     // Released before the listener's own finalizer (which waits for open connections to end).
     const grace = Layer.scopedDiscard(Effect.gen(function*() {
       yield* HttpServer.HttpServer
       yield* Effect.addFinalizer(() =>
         Effect.logInfo("shutting down: no new connections; waiting for in-flight requests").pipe(Effect.zipRight(Effect.sync(() => {
+          if (nodeServer !== undefined) nodeServer.lane = undefined
           const timer = setTimeout(() => nodeServer?.closeAllConnections(), options.shutdownGraceMs ?? config.server.shutdown_grace_seconds * 1000)
           timer.unref()
           // Once the app stops serving, a request that still arrives on an open connection (keep-alive,
@@ -114,12 +126,21 @@ export const layerWith = <E>(
       for (const note of options.notes ?? []) yield* Effect.logInfo(note)
     })).pipe(Layer.provide(auth))
     const http = HttpLive.pipe(Layer.provide(auth))
-    const routes = (options.tracing ?? Tracing.enabled(config)) ? http : HttpMiddleware.withTracerDisabledWhen(http, () => true)
-    return Layer.mergeAll(routes, grace, announce).pipe(
+    const routes = tracing ? http : HttpMiddleware.withTracerDisabledWhen(http, () => true)
+    return Layer.mergeAll(routes, grace, announce, lane.pipe(Layer.provide(auth))).pipe(
       Layer.provideMerge(listener),
       Layer.provideMerge(Layer.succeedContext(services))
     )
   }).pipe(Layer.provide(Tracing.layer(config)))
+
+/** Node's HTTP server, offering each request to the fast lane (when one is installed) before the app. */
+class LaneServer extends NodeServer {
+  lane: Lane.Lane | undefined = undefined
+  override emit(event: string | symbol, ...args: Array<unknown>): boolean {
+    if (event === "request" && this.lane !== undefined && this.lane(args[0] as IncomingMessage, args[1] as ServerResponse)) return true
+    return super.emit(event as string, ...args)
+  }
+}
 
 /** Answers a request that arrives after the app stopped serving (the app's own listener is gone). */
 const onRequestWhileStopping = function(this: NodeServer, request: IncomingMessage, response: ServerResponse): void {

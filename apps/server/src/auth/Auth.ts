@@ -3,12 +3,12 @@
  * (or the bootstrap admin key of the configuration), or — in open mode, allowed only on a
  * loopback address — the `x-tidyllm-*` identity headers taken as given.
  */
-import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { Clock, Context, Effect, Layer, Option, Redacted, Ref, Schema } from "effect"
 import type { Caller, Config } from "@tidyllm/core"
 import { Errors } from "@tidyllm/core"
 import { ApiKeys } from "@tidyllm/corporate-llm"
 import { ConfigError } from "../config/Load.js"
+import { type HasHeaders, headerValue } from "../http/RequestContext.js"
 
 /** The request carries no usable API key (HTTP 401). */
 export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", {
@@ -39,7 +39,7 @@ export interface Service {
   /** `keys` or `open`; open mode ends the moment this replica creates a key, or within 5 s of one made elsewhere. */
   readonly mode: Effect.Effect<"keys" | "open">
   /** The principal of a request in keys mode (open mode: see {@link openPrincipal}). */
-  readonly authenticate: (request: HttpServerRequest.HttpServerRequest, user_id: string | undefined) => Effect.Effect<Principal, Unauthorized | Errors.StoreUnavailable>
+  readonly authenticate: (request: HasHeaders, user_id: string | undefined) => Effect.Effect<Principal, Unauthorized | Errors.StoreUnavailable>
   /** Forgets a cached key (after a revocation here; other replicas notice within `key_cache_seconds`). */
   readonly forget: (id: string) => Effect.Effect<void>
   /** Leaves open mode (a key now exists). */
@@ -54,8 +54,8 @@ export const isLoopback = (host: string): boolean =>
   host === "localhost" || host === "::1" || host === "[::1]" || /^127(\.\d{1,3}){3}$/.test(host)
 
 /** The bearer token of a request, if it sent an `Authorization: Bearer …` header. */
-const bearerOf = (request: HttpServerRequest.HttpServerRequest): Option.Option<string> => {
-  const header = request.headers["authorization"]
+const bearerOf = (request: HasHeaders): Option.Option<string> => {
+  const header = headerValue(request, "authorization")
   if (header === undefined) return Option.none()
   const m = /^Bearer[ ]+(\S+)\s*$/i.exec(header)
   return m === null ? Option.some("") : Option.some(m[1]!)
@@ -121,7 +121,7 @@ export const make = (server: Config.ServerSettings, options: { readonly openRech
       })
     }
 
-    const authenticate = (request: HttpServerRequest.HttpServerRequest, user_id: string | undefined): Effect.Effect<Principal, Unauthorized | Errors.StoreUnavailable> =>
+    const authenticate = (request: HasHeaders, user_id: string | undefined): Effect.Effect<Principal, Unauthorized | Errors.StoreUnavailable> =>
       Effect.gen(function*() {
         const bearer = bearerOf(request)
         if (Option.isNone(bearer)) {

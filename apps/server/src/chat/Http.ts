@@ -1,14 +1,16 @@
 /** Handlers of `POST /v1/chat/completions`, plain and streamed. */
+import type { IncomingMessage } from "node:http"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import { Chunk, Effect, FiberRef, Option, Stream } from "effect"
+import type { Scope } from "effect"
 import { AiProcessingGateway } from "@tidyllm/ai-processing"
 import { CorporateLlmGateway } from "@tidyllm/corporate-llm"
 import { Ids, ModelCatalog, type LlmRequest } from "@tidyllm/core"
 import { Api } from "../Api.js"
 import { AppConfig } from "../Layers.js"
-import { readJson, decoder } from "../http/Body.js"
+import { readJsonFrom, decoder } from "../http/Body.js"
 import { audited } from "../http/Rejection.js"
 import { errorResponse, type ApiFailure } from "../http/Errors.js"
 import { callContext, currentRequestId } from "../http/RequestContext.js"
@@ -18,57 +20,81 @@ import * as Sse from "./Sse.js"
 
 const decodeRequest = decoder(ChatCompletionRequest)
 
+/** The answer to a chat completion: one JSON document, or server-sent events. */
+export type Answer =
+  | { readonly _tag: "Json"; readonly body: unknown }
+  | { readonly _tag: "Events"; readonly events: Stream.Stream<Uint8Array> }
+
+/**
+ * Serves one chat completion: reads the body of `request`, runs it through gateway #2, and answers.
+ * A stream's upstream call lives in the scope, which must stay open until its events are sent.
+ */
+export type Serve = (request: IncomingMessage, context: LlmRequest.CallContext) => Effect.Effect<Answer, ApiFailure, Scope.Scope>
+
+/**
+ * The chat completion as both the `HttpApi` handler and the server's fast lane serve it. A request
+ * refused before it reaches a gateway (unreadable body, bad fields) gets its audit row here.
+ */
+export const makeServe = Effect.gen(function*() {
+  const gateway = yield* AiProcessingGateway.AiProcessingGateway
+  const gw1 = yield* CorporateLlmGateway.CorporateLlmGateway
+  const catalog = yield* ModelCatalog.ModelCatalog
+  const maxBody = (yield* AppConfig).server.max_body_bytes
+
+  /** The answer as one JSON document. */
+  const complete = (request: LlmRequest.AIRequest, context: LlmRequest.CallContext) =>
+    Effect.map(gateway.process(request, context), (response): Answer => ({
+      _tag: "Json",
+      body: Convert.toChatCompletion(response, Math.floor(Date.now() / 1000))
+    }))
+
+  /**
+   * The answer as server-sent events. The first event is awaited before the response starts, so
+   * a request refused by policy, budget or every backend still gets its HTTP status; an error
+   * after that is sent as an `error` event (and no `[DONE]`).
+   */
+  const stream = (request: LlmRequest.AIRequest, context: LlmRequest.CallContext, includeUsage: boolean) =>
+    Effect.gen(function*() {
+      const pull = yield* Stream.toPull(gateway.processStream(request, context))
+      const first = yield* pull.pipe(
+        Effect.catchAll(Option.match({ onNone: () => Effect.succeed(Chunk.empty<AiProcessingGateway.StreamEvent>()), onSome: Effect.fail }))
+      )
+      const header: Convert.ChunkHeader = {
+        id: Convert.completionId(Ids.randomUuid()),
+        created: Math.floor(Date.now() / 1000),
+        model: Option.match(catalog.resolve(request.model ?? ""), { onNone: () => request.model ?? "", onSome: (m) => m.id }),
+        includeUsage
+      }
+      const events = Stream.concat(Stream.fromChunk(first), Stream.repeatEffectChunkOption(pull))
+      return { _tag: "Events", events: Sse.encode(events, header, context.request_id) } satisfies Answer
+    })
+
+  const serve: Serve = (httpRequest, context) =>
+    Effect.gen(function*() {
+      const json = yield* readJsonFrom(httpRequest, maxBody).pipe(Effect.catchAll(audited(gw1, context, undefined)))
+      const body = yield* decodeRequest(json).pipe(Effect.catchAll(audited(gw1, context, json)))
+      const request = yield* Convert.toAiRequest(body).pipe(Effect.catchAll(audited(gw1, context, json)))
+      return body.stream === true
+        ? yield* stream(request, context, body.stream_options?.include_usage === true)
+        : yield* complete(request, context)
+    })
+  return serve
+})
+
 /** The chat handlers. */
 export const ChatHttp = HttpApiBuilder.group(Api, "chat", (handlers) =>
   Effect.gen(function*() {
-    const gateway = yield* AiProcessingGateway.AiProcessingGateway
-    const gw1 = yield* CorporateLlmGateway.CorporateLlmGateway
-    const catalog = yield* ModelCatalog.ModelCatalog
-    const config = yield* AppConfig
-    const maxBody = config.server.max_body_bytes
-
-    /** The answer as one JSON document. */
-    const complete = (request: LlmRequest.AIRequest, context: LlmRequest.CallContext) =>
-      Effect.map(gateway.process(request, context), (response) =>
-        HttpServerResponse.unsafeJson(Convert.toChatCompletion(response, Math.floor(Date.now() / 1000)))
-      )
-
-    /**
-     * The answer as server-sent events. The first event is awaited before the response starts, so
-     * a request refused by policy, budget or every backend still gets its HTTP status; an error
-     * after that is sent as an `error` event (and no `[DONE]`).
-     */
-    const stream = (request: LlmRequest.AIRequest, context: LlmRequest.CallContext, includeUsage: boolean) =>
-      Effect.gen(function*() {
-        const pull = yield* Stream.toPull(gateway.processStream(request, context))
-        const first = yield* pull.pipe(
-          Effect.catchAll(Option.match({ onNone: () => Effect.succeed(Chunk.empty<AiProcessingGateway.StreamEvent>()), onSome: Effect.fail }))
-        )
-        const header: Convert.ChunkHeader = {
-          id: Convert.completionId(Ids.randomUuid()),
-          created: Math.floor(Date.now() / 1000),
-          model: Option.match(catalog.resolve(request.model ?? ""), { onNone: () => request.model ?? "", onSome: (m) => m.id }),
-          includeUsage
-        }
-        const events = Stream.concat(Stream.fromChunk(first), Stream.repeatEffectChunkOption(pull))
-        const body = Sse.encode(events, header, context.request_id)
-        return HttpServerResponse.stream(body, { contentType: "text/event-stream", headers: Sse.headers })
-      })
-
-    const handle = (httpRequest: HttpServerRequest.HttpServerRequest) =>
-      Effect.gen(function*() {
-        const requestId = yield* FiberRef.get(currentRequestId)
-        return yield* Effect.gen(function*() {
-          const context = yield* callContext(httpRequest, requestId)
-          const json = yield* readJson(httpRequest, maxBody).pipe(Effect.catchAll(audited(gw1, context, undefined)))
-          const body = yield* decodeRequest(json).pipe(Effect.catchAll(audited(gw1, context, json)))
-          const request = yield* Convert.toAiRequest(body).pipe(Effect.catchAll(audited(gw1, context, json)))
-          return body.stream === true
-            ? yield* stream(request, context, body.stream_options?.include_usage === true)
-            : yield* complete(request, context)
-        }).pipe(Effect.catchAll((e: ApiFailure) => Effect.succeed(errorResponse(e, requestId))))
-      })
-
-    return handlers.handleRaw("completions", ({ request }) => handle(request))
+    const serve = yield* makeServe
+    return handlers.handleRaw("completions", ({ request }) =>
+      Effect.flatMap(FiberRef.get(currentRequestId), (requestId) =>
+        callContext(request, requestId).pipe(
+          Effect.flatMap((context) => serve(NodeHttpServerRequest.toIncomingMessage(request), context)),
+          Effect.map((answer) =>
+            answer._tag === "Json"
+              ? HttpServerResponse.unsafeJson(answer.body)
+              : HttpServerResponse.stream(answer.events, { contentType: "text/event-stream", headers: Sse.headers })
+          ),
+          Effect.catchAll((e: ApiFailure) => Effect.succeed(errorResponse(e, requestId)))
+        )))
   })
 )

@@ -6,6 +6,7 @@
  * holds strings the store cannot keep as given (NUL, unpaired surrogates) or numbers that
  * overflowed to infinity (400, naming the path).
  */
+import type { IncomingMessage } from "node:http"
 import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import { Effect, Either, Schema } from "effect"
@@ -42,9 +43,8 @@ const tooLarge = (limit: number) =>
  * with a body nobody reads, so the 413 reaches the client. (The platform's own reader destroys
  * the request there instead, which resets the connection before the 413 can be sent.)
  */
-const readBytes = (request: HttpServerRequest.HttpServerRequest, limit: number): Effect.Effect<Uint8Array, RequestTooLarge | Errors.InvalidRequest> =>
+const readBytes = (source: IncomingMessage, limit: number): Effect.Effect<Uint8Array, RequestTooLarge | Errors.InvalidRequest> =>
   Effect.async((resume) => {
-    const source = NodeHttpServerRequest.toIncomingMessage(request)
     const chunks: Array<Buffer> = []
     let size = 0
     const done = () => {
@@ -242,7 +242,10 @@ export const checkJson = (body: unknown, limits: JsonLimits = jsonLimits): Error
 export const readJson = (
   request: HttpServerRequest.HttpServerRequest,
   limit: number
-): Effect.Effect<unknown, RequestTooLarge | Errors.InvalidRequest> => {
+): Effect.Effect<unknown, RequestTooLarge | Errors.InvalidRequest> => readJsonFrom(NodeHttpServerRequest.toIncomingMessage(request), limit)
+
+/** {@link readJson} of a request as Node gives it (the server's fast lane reads it so). */
+export const readJsonFrom = (request: IncomingMessage, limit: number): Effect.Effect<unknown, RequestTooLarge | Errors.InvalidRequest> => {
   const declared = Number(request.headers["content-length"])
   if (Number.isFinite(declared) && declared > limit) return Effect.fail(tooLarge(limit))
   return checkHeaders(request).pipe(

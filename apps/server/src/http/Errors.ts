@@ -71,13 +71,22 @@ export const errorBody = (e: ApiFailure, requestId: string): { readonly error: R
   return { error: { type: typeOf(e), message, request_id: requestId, param, code, ...extra } }
 }
 
+const noHeaders: Readonly<Record<string, string>> = {}
+
+/**
+ * The headers an error's response carries besides its body: when to come back from a rate limit
+ * (OpenAI clients honour Retry-After), the scheme to authenticate with after a 401.
+ */
+export const errorHeaders = (e: ApiFailure): Readonly<Record<string, string>> =>
+  e._tag === "RateLimited"
+    ? { "retry-after": String(e.retry_after_seconds) }
+    : e._tag === "Unauthorized"
+    ? { "www-authenticate": `Bearer realm="tidyllm", error="invalid_token"` }
+    : noHeaders
+
 /** The HTTP response of an error. */
 export const errorResponse = (e: ApiFailure, requestId: string): HttpServerResponse.HttpServerResponse =>
-  HttpServerResponse.unsafeJson(errorBody(e, requestId), {
-    status: e.status,
-    // A rate limit says when to come back, as OpenAI clients expect (they honour Retry-After).
-    ...(e._tag === "RateLimited" ? { headers: { "retry-after": String(e.retry_after_seconds) } } : {})
-  })
+  HttpServerResponse.unsafeJson(errorBody(e, requestId), { status: e.status, headers: errorHeaders(e) })
 
 /** Status, `error.type` and message of the errors Node's HTTP parser raises before a request reaches the app. */
 const clientErrorOf = (code: string | undefined): readonly [number, string, string] => {

@@ -12,13 +12,13 @@ import { Cause, Effect, Either, FiberRef, HashMap, Option, Predicate } from "eff
 import { Errors } from "@tidyllm/core"
 import * as CorporateLlmMetrics from "@tidyllm/corporate-llm/Metrics"
 import { Api } from "../Api.js"
-import { Auth } from "../auth/Auth.js"
+import * as Auth from "../auth/Auth.js"
 import type { Principal, Unauthorized } from "../auth/Auth.js"
 import * as Policy from "../auth/Policy.js"
 import { AppConfig } from "../Layers.js"
 import * as HttpMetrics from "../metrics/HttpMetrics.js"
 import { errorResponse, InternalError, NotFound } from "./Errors.js"
-import { currentPrincipal, currentRequestId, openPrincipal, requestIdFrom, userHeader } from "./RequestContext.js"
+import { currentPrincipal, currentRequestId, type HasHeaders, openPrincipal, requestIdFrom, userHeader } from "./RequestContext.js"
 
 const failureResponse = (cause: Cause.Cause<unknown>, request: HttpServerRequest.HttpServerRequest, requestId: string) => {
   const failure = Cause.failureOption(cause)
@@ -37,26 +37,41 @@ const failureResponse = (cause: Cause.Cause<unknown>, request: HttpServerRequest
 }
 
 /** The route templates the HTTP metrics label requests with: the API's endpoints and the docs. */
-const routes = HttpMetrics.make(Api, [["GET", "/docs"], ["GET", "/docs/openapi.json"]])
-
-/** The 401 of a request without a usable key; the `WWW-Authenticate` challenge names the scheme. */
-const unauthorized = (e: Unauthorized | Errors.StoreUnavailable, requestId: string) => {
-  const response = errorResponse(e, requestId)
-  return e._tag === "Unauthorized" ? HttpServerResponse.setHeader(response, "www-authenticate", `Bearer realm="tidyllm", error="invalid_token"`) : response
-}
+export const routes = HttpMetrics.make(Api, [["GET", "/docs"], ["GET", "/docs/openapi.json"]])
 
 /** The 403 of a key whose role the route does not allow. */
-const forbidden = (principal: Principal, method: string, template: string, rule: Policy.Rule | undefined, requestId: string) =>
-  errorResponse(new Errors.Forbidden({
+const forbidden = (principal: Principal, method: string, template: string, rule: Policy.Rule | undefined) =>
+  new Errors.Forbidden({
     rule: "role",
     message: rule === undefined || rule === "public"
       ? `${method} ${template} has no role rule; it is refused to every key`
       : `${method} ${template} needs role ${rule.join(" or ")}; key ${principal.caller.key_id ?? "?"} has role ${principal.role}`
-  }), requestId)
+  })
+
+/** The caller of a request to `route`: undefined on a public route; refused without a usable key (401) or when the key store is down (503). */
+export const authenticate = (
+  auth: Auth.Service,
+  request: HasHeaders,
+  route: HttpMetrics.Route
+): Effect.Effect<Principal | undefined, Unauthorized | Errors.StoreUnavailable> =>
+  Policy.ruleOf(route.method, route.template) === "public"
+    ? Effect.succeed(undefined)
+    : Effect.flatMap(auth.mode, (mode) => (mode === "open" ? Effect.succeed(openPrincipal(request)) : auth.authenticate(request, userHeader(request))))
+
+/** The role check of `route` (open mode passes every check; an unknown path is left to its 404). */
+export const checkRole = (principal: Principal, route: HttpMetrics.Route, requestId: string): Effect.Effect<void, Errors.Forbidden> => {
+  const rule = Policy.ruleOf(route.method, route.template)
+  if (principal.open || route.template === HttpMetrics.OTHER || (rule !== undefined && Policy.allows(rule, principal.role))) return Effect.void
+  return Effect.logWarning(`refused ${route.method} ${route.template} to key ${principal.caller.key_id ?? "?"} (role ${principal.role})`).pipe(
+    Effect.annotateLogs("request_id", requestId),
+    Effect.zipRight(Effect.fail(forbidden(principal, route.method, route.template, rule)))
+  )
+}
 
 /** The access-log line of a request, as its response head goes out. */
-const accessLine = (
-  request: HttpServerRequest.HttpServerRequest,
+export const accessLine = (
+  method: string,
+  url: string,
   route: HttpMetrics.Route,
   status: number,
   seconds: number,
@@ -64,9 +79,9 @@ const accessLine = (
   principal: Principal | undefined
 ) =>
   Effect.logInfo("http request").pipe(Effect.annotateLogs({
-    method: request.method,
+    method,
     route: route.template,
-    path: request.url.split("?")[0] ?? "",
+    path: url.split("?")[0] ?? "",
     status,
     duration_ms: Math.round(seconds * 1e6) / 1e3,
     ...(upstream.calls > 0 ? { upstream_ms: Math.round(upstream.seconds * 1e6) / 1e3 } : {}),
@@ -77,7 +92,7 @@ const accessLine = (
   }))
 
 /** The middleware as a layer for `HttpApiBuilder.serve`; needs `Auth` and the configuration. */
-export const ApiMiddleware = HttpApiBuilder.middleware(Api, Effect.map(Effect.all([Auth, AppConfig]), ([auth, config]) => {
+export const ApiMiddleware = HttpApiBuilder.middleware(Api, Effect.map(Effect.all([Auth.Auth, AppConfig]), ([auth, config]) => {
   const accessLog = config.observability.access_log
   return (app) => Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
@@ -88,33 +103,26 @@ export const ApiMiddleware = HttpApiBuilder.middleware(Api, Effect.map(Effect.al
     const upstream: CorporateLlmMetrics.UpstreamTimer = { seconds: 0, calls: 0 }
     yield* FiberRef.set(CorporateLlmMetrics.currentUpstreamTimer, upstream)
     const requestId = requestIdFrom(request.headers["x-request-id"])
-    let caller: Principal | undefined
+    // The caller, once authenticated (the access log names it).
+    const seen: { caller?: Principal | undefined } = {}
     // The metrics (and the access log) are recorded as the response head goes out (a request whose
     // client left before is not counted here; gateway #1 counts it as `cancelled`).
     yield* HttpApp.appendPreResponseHandler((_req, response) => {
       const seconds = (performance.now() - started) / 1000
       routes.record(route, response.status, seconds, upstream)
       const withId = HttpServerResponse.setHeader(response, "x-request-id", requestId)
-      return accessLog ? Effect.as(accessLine(request, route, response.status, seconds, upstream, caller), withId) : Effect.succeed(withId)
+      return accessLog ? Effect.as(accessLine(request.method, request.url, route, response.status, seconds, upstream, seen.caller), withId) : Effect.succeed(withId)
     })
     yield* FiberRef.set(currentRequestId, requestId)
     // Every log line of the request names it (set, not `annotateLogs`: this fiber serves one request).
     yield* FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set("request_id", requestId as unknown))
-    const rule = Policy.ruleOf(route.method, route.template)
-    if (rule !== "public") {
-      const principal = (yield* auth.mode) === "open"
-        ? Either.right(openPrincipal(request))
-        : yield* Effect.either(auth.authenticate(request, userHeader(request)))
-      if (Either.isLeft(principal)) return unauthorized(principal.left, requestId)
-      caller = principal.right
-      // An unknown path is answered 404 to any authenticated caller; a known one needs its role.
-      if (!principal.right.open && route.template !== HttpMetrics.OTHER && (rule === undefined || !Policy.allows(rule, principal.right.role))) {
-        yield* Effect.logWarning(`refused ${route.method} ${route.template} to key ${principal.right.caller.key_id ?? "?"} (role ${principal.right.role})`).pipe(
-          Effect.annotateLogs("request_id", requestId)
-        )
-        return forbidden(principal.right, route.method, route.template, rule, requestId)
-      }
-      yield* FiberRef.set(currentPrincipal, principal.right)
+    const principal = yield* Effect.either(authenticate(auth, request, route))
+    if (Either.isLeft(principal)) return errorResponse(principal.left, requestId)
+    const caller = seen.caller = principal.right
+    if (caller !== undefined) {
+      const allowed = yield* Effect.either(checkRole(caller, route, requestId))
+      if (Either.isLeft(allowed)) return errorResponse(allowed.left, requestId)
+      yield* FiberRef.set(currentPrincipal, caller)
     }
     return yield* app.pipe(
       Effect.catchAllCause((cause) => (Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : failureResponse(cause, request, requestId)))

@@ -1,10 +1,24 @@
 /** Per-request context the handlers share: the request id, the caller, the out-of-band reason. */
-import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { Effect, FiberRef } from "effect"
 import { Errors, Ids } from "@tidyllm/core"
 import type { Caller, LlmRequest } from "@tidyllm/core"
 import type { Principal } from "../auth/Auth.js"
 import { WorkflowOptimizerGateway } from "@tidyllm/workflow-optimizer"
+
+/**
+ * What the request helpers read of a request: its headers, by lower-case name. The platform's
+ * request and Node's `IncomingMessage` both have them (Node gives an array only for `set-cookie`,
+ * which is never read here).
+ */
+export interface HasHeaders {
+  readonly headers: { readonly [name: string]: string | ReadonlyArray<string> | undefined }
+}
+
+/** A header's value when the request sent it once, as text. */
+export const headerValue = (request: HasHeaders, name: string): string | undefined => {
+  const value = request.headers[name]
+  return typeof value === "string" ? value : undefined
+}
 
 /** The id of the request being served (set by the API middleware from `x-request-id` or a new UUID). */
 export const currentRequestId: FiberRef.FiberRef<string> = FiberRef.unsafeMake("")
@@ -42,9 +56,9 @@ const headerProblem = (name: string, value: string): string | undefined => {
 }
 
 /** A 400 naming the first identity header whose value is not acceptable (control characters, non-ASCII, longer than 256). */
-export const checkHeaders = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<void, Errors.InvalidRequest> => {
+export const checkHeaders = (request: HasHeaders): Effect.Effect<void, Errors.InvalidRequest> => {
   for (const name of identityHeaders) {
-    const value = request.headers[name]?.trim()
+    const value = headerValue(request, name)?.trim()
     const problem = value === undefined ? undefined : headerProblem(name, value)
     if (problem !== undefined) return Effect.fail(new Errors.InvalidRequest({ message: problem, field: name }))
   }
@@ -52,8 +66,8 @@ export const checkHeaders = (request: HttpServerRequest.HttpServerRequest): Effe
 }
 
 /** An identity header's value; an unacceptable one is left out, so it never reaches an audit row or a log (see {@link checkHeaders}). */
-const header = (request: HttpServerRequest.HttpServerRequest, name: string): string | undefined => {
-  const value = request.headers[name]?.trim()
+const header = (request: HasHeaders, name: string): string | undefined => {
+  const value = headerValue(request, name)?.trim()
   return value === undefined || value === "" || headerProblem(name, value) !== undefined ? undefined : value
 }
 
@@ -68,7 +82,7 @@ const roles: ReadonlySet<string> = new Set<Caller.Role>(["user", "approver", "co
  * all taken as given. In keys mode the key decides team and role, and only `x-tidyllm-user` (the
  * end user the call is made for) is read from the headers.
  */
-export const openPrincipal = (request: HttpServerRequest.HttpServerRequest): Principal => {
+export const openPrincipal = (request: HasHeaders): Principal => {
   const user_id = header(request, "x-tidyllm-user")
   const team = header(request, "x-tidyllm-team")
   const role = header(request, "x-tidyllm-role")
@@ -80,15 +94,22 @@ export const openPrincipal = (request: HttpServerRequest.HttpServerRequest): Pri
 }
 
 /** The end user named by `x-tidyllm-user`, if acceptable. */
-export const userHeader = (request: HttpServerRequest.HttpServerRequest): string | undefined => header(request, "x-tidyllm-user")
+export const userHeader = (request: HasHeaders): string | undefined => header(request, "x-tidyllm-user")
 
 /** The principal of the request being served (open mode or a public route: from its headers). */
-export const principalOf = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<Principal> =>
+export const principalOf = (request: HasHeaders): Effect.Effect<Principal> =>
   Effect.map(FiberRef.get(currentPrincipal), (p) => p ?? openPrincipal(request))
 
 /** The gateway call context of this request. */
-export const callContext = (request: HttpServerRequest.HttpServerRequest, requestId: string): Effect.Effect<LlmRequest.CallContext> =>
-  Effect.map(principalOf(request), (p) => ({ request_id: requestId, caller: p.caller, reason: header(request, "x-tidyllm-reason") }))
+export const callContext = (request: HasHeaders, requestId: string): Effect.Effect<LlmRequest.CallContext> =>
+  Effect.map(principalOf(request), (p) => contextOf(request, requestId, p))
+
+/** The gateway call context of a request whose principal is known. */
+export const contextOf = (request: HasHeaders, requestId: string, principal: Principal): LlmRequest.CallContext => ({
+  request_id: requestId,
+  caller: principal.caller,
+  reason: header(request, "x-tidyllm-reason")
+})
 
 /**
  * The gateway #3 call context: the call context plus the caller's role, which flow-agreement
@@ -96,7 +117,7 @@ export const callContext = (request: HttpServerRequest.HttpServerRequest, reques
  * acceptable: an approval must not silently become anonymous.
  */
 export const workflowContext = (
-  request: HttpServerRequest.HttpServerRequest,
+  request: HasHeaders,
   requestId: string
 ): Effect.Effect<WorkflowOptimizerGateway.CallContext, Errors.InvalidRequest> =>
   Effect.zipRight(

@@ -1,6 +1,7 @@
 /** Handlers of the workflow API (gateway #3 and the versioned workflow store). */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { Effect, FiberRef } from "effect"
 import { WorkflowOptimizerGateway } from "@tidyllm/workflow-optimizer"
 import { Api } from "../Api.js"
@@ -36,7 +37,7 @@ export const WorkflowsHttp = HttpApiBuilder.group(Api, "workflows", (handlers) =
     const maxBody = (yield* AppConfig).server.max_body_bytes
 
     const operation = (op: WorkflowOptimizerGateway.Operation) =>
-      ({ request }: { readonly request: Parameters<typeof workflowContext>[0] }) =>
+      ({ request }: { readonly request: HttpServerRequest.HttpServerRequest }) =>
         respond((requestId) =>
           readJson(request, maxBody).pipe(
             Effect.flatMap(decodeBody),

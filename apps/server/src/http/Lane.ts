@@ -1,0 +1,138 @@
+/**
+ * The fast lane: `POST /v1/chat/completions`, the route that carries the traffic, served straight
+ * on Node's HTTP server in one fiber per request, beside the `HttpApi` app that serves every other
+ * route (and this one too while the lane is off: with tracing on, which wants the platform's HTTP
+ * span, and during start-up and shutdown).
+ *
+ * It runs the same code as the middleware and the handler — authentication, the role check, the
+ * request id, the audit of refused bodies, gateway #2, the error bodies, the HTTP metrics and the
+ * access log — and skips only the platform's per-request machinery (request scope, context and
+ * fiber-ref copies, pre-response handlers, the router), which cost about as much CPU as the
+ * gateways themselves (docs/performance.md).
+ */
+import type { IncomingMessage, ServerResponse } from "node:http"
+import { clientAbortFiberId } from "@effect/platform/HttpServerError"
+import { Cause, Effect, Either, FiberRef, HashMap, Runtime, Stream } from "effect"
+import * as CorporateLlmMetrics from "@tidyllm/corporate-llm/Metrics"
+import type { Principal } from "../auth/Auth.js"
+import * as Auth from "../auth/Auth.js"
+import * as Chat from "../chat/Http.js"
+import * as Sse from "../chat/Sse.js"
+import { AppConfig } from "../Layers.js"
+import { type ApiFailure, errorBody, errorHeaders, InternalError } from "./Errors.js"
+import { accessLine, authenticate, checkRole, routes } from "./Middleware.js"
+import { contextOf, currentRequestId, headerValue, openPrincipal, requestIdFrom } from "./RequestContext.js"
+
+/** Serves `request` if it is the lane's (and returns `true`); otherwise leaves it to the app. */
+export type Lane = (request: IncomingMessage, response: ServerResponse) => boolean
+
+/** The path the lane serves. */
+export const PATH = "/v1/chat/completions"
+
+const isLanes = (request: IncomingMessage): boolean => {
+  if (request.method !== "POST") return false
+  const url = request.url ?? ""
+  return url === PATH || (url.startsWith(PATH) && url.charCodeAt(PATH.length) === 63 /* ? */)
+}
+
+/** The lane over the server's services; runs its requests on the runtime it is made in. */
+export const make = Effect.gen(function*() {
+  const auth = yield* Auth.Auth
+  const config = yield* AppConfig
+  const serve = yield* Chat.makeServe
+  const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+  const accessLog = config.observability.access_log
+  const route = routes.match("POST", PATH)
+
+  const lane: Lane = (request, response) => {
+    if (!isLanes(request)) return false
+    const started = performance.now()
+    const url = request.url ?? PATH
+    // Provider calls add their time here (see the middleware).
+    const upstream: CorporateLlmMetrics.UpstreamTimer = { seconds: 0, calls: 0 }
+    const requestId = requestIdFrom(headerValue(request, "x-request-id"))
+    let principal: Principal | undefined
+
+    /** As the response head goes out: the metrics, and the access-log line. */
+    const heading = (status: number) =>
+      Effect.suspend(() => {
+        const seconds = (performance.now() - started) / 1000
+        routes.record(route, status, seconds, upstream)
+        return accessLog ? accessLine("POST", url, route, status, seconds, upstream, principal) : Effect.void
+      })
+
+    const sendJson = (status: number, body: unknown, headers: Readonly<Record<string, string>>) =>
+      Effect.zipRight(
+        heading(status),
+        Effect.sync(() => {
+          if (response.headersSent) return
+          const text = JSON.stringify(body)
+          response.writeHead(status, { ...headers, "content-type": "application/json", "content-length": Buffer.byteLength(text), "x-request-id": requestId })
+          response.end(text)
+        })
+      )
+
+    const sendError = (e: ApiFailure) => sendJson(e.status, errorBody(e, requestId), errorHeaders(e))
+
+    /** Writes the events as they come, waiting for the socket to drain when its buffer is full. */
+    const sendEvents = (events: Stream.Stream<Uint8Array>) =>
+      Effect.zipRight(
+        heading(200),
+        Effect.suspend(() => {
+          response.writeHead(200, { ...Sse.headers, "content-type": "text/event-stream", "x-request-id": requestId })
+          return Stream.runForEach(events, (chunk) =>
+            response.write(chunk)
+              ? Effect.void
+              : Effect.async<void>((resume) => {
+                const off = () => {
+                  response.off("drain", resumed)
+                  response.off("close", resumed)
+                }
+                const resumed = () => {
+                  off()
+                  resume(Effect.void)
+                }
+                response.on("drain", resumed)
+                response.on("close", resumed)
+                return Effect.sync(off)
+              }))
+        })
+      ).pipe(Effect.zipRight(Effect.sync(() => response.end())))
+
+    const program = Effect.gen(function*() {
+      yield* FiberRef.set(CorporateLlmMetrics.currentUpstreamTimer, upstream)
+      yield* FiberRef.set(currentRequestId, requestId)
+      yield* FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set("request_id", requestId as unknown))
+      const answer = yield* Effect.either(Effect.gen(function*() {
+        principal = yield* authenticate(auth, request, route)
+        const caller = principal ?? openPrincipal(request)
+        yield* checkRole(caller, route, requestId)
+        return yield* serve(request, contextOf(request, requestId, caller))
+      }))
+      if (Either.isLeft(answer)) return yield* sendError(answer.left)
+      return yield* answer.right._tag === "Json" ? sendJson(200, answer.right.body, {}) : sendEvents(answer.right.events)
+    }).pipe(
+      Effect.scoped,
+      Effect.catchAllCause((cause) => {
+        if (Cause.isInterruptedOnly(cause)) return Effect.void
+        return Effect.logError(`unhandled failure serving POST ${PATH}`, cause).pipe(
+          Effect.annotateLogs("request_id", requestId),
+          Effect.zipRight(Effect.suspend(() => {
+            if (!response.headersSent) return sendError(new InternalError({ message: `internal error (request ${requestId}); the details are in the server log` }))
+            // Part of a stream went out: the cut connection tells the client.
+            response.destroy()
+            return Effect.void
+          }))
+        )
+      })
+    )
+
+    const fiber = runFork(program)
+    // A client that leaves before its answer is complete cancels the request (gateway #1 audits it `cancelled`).
+    response.on("close", () => {
+      if (!response.writableEnded) fiber.unsafeInterruptAsFork(clientAbortFiberId)
+    })
+    return true
+  }
+  return lane
+})
