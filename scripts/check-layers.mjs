@@ -15,8 +15,9 @@ const table = {
   heiros: [["core"], /^effect(\/|$)/, true],
   "workflow-optimizer": [["core", "ai-processing", "session-manager", "heiros"], /^effect(\/|$)/, true],
   // DESIGN.md: "AWS SDK, fetch"; undici is the client under Node's fetch, used directly by the
-  // OpenAI-compatible adapter's plain calls (a pool costs a quarter of fetch's CPU per call).
-  providers: [["core", "corporate-llm"], /^effect(\/|$)|^(@aws-sdk|@smithy)\/|^(openai|@anthropic-ai\/sdk|undici)(\/|$)/, false],
+  // OpenAI-compatible adapter's calls (a pool costs a quarter of fetch's CPU per call), with
+  // eventsource-parser reading its streams' server-sent events.
+  providers: [["core", "corporate-llm"], /^effect(\/|$)|^(@aws-sdk|@smithy)\/|^(openai|@anthropic-ai\/sdk|undici|eventsource-parser)(\/|$)/, false],
   "store-pg": [ports, /^(effect|@effect\/(sql|sql-pg|platform|experimental)|@electric-sql\/pglite)(\/|$)/, false],
   "store-objects": [ports, /^(effect|@effect\/platform|@effect\/platform-node|ioredis)(\/|$)|^(@aws-sdk|@smithy)\//, false]
 }

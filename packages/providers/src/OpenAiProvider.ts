@@ -5,7 +5,8 @@
  */
 import { Errors, type LlmRequest, type Usage } from "@tidyllm/core"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
-import { Effect, Either, Option, Predicate, Redacted, Ref, Stream, type Scope } from "effect"
+import { Effect, Either, Option, Predicate, Redacted, Stream, type Scope } from "effect"
+import type { EventSourceMessage } from "eventsource-parser"
 import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError, OpenAI } from "openai"
 import {
   causeChain,
@@ -17,7 +18,8 @@ import {
   socketCodes,
   stringProperty
 } from "./internal/errors.js"
-import { endpoint, postJson } from "./internal/jsonPost.js"
+import { endpoint, postJson, postStreaming } from "./internal/jsonPost.js"
+import { eventReader } from "./internal/sse.js"
 import { clientSpan } from "./internal/spans.js"
 
 /** Adapter options the app decides. */
@@ -320,12 +322,6 @@ const toEmbeddings = (response: OpenAI.CreateEmbeddingResponse): LlmProvider.Emb
   input_tokens: (response.usage as OpenAI.CreateEmbeddingResponse.Usage | undefined)?.prompt_tokens ?? 0
 })
 
-/** What the end of a stream needs from its chunks. */
-interface Seen {
-  readonly finish: string | undefined
-  readonly usage: Usage.TokenUsage | undefined
-}
-
 // ---------------------------------------------------------------------------------------------
 // Provider
 
@@ -449,6 +445,22 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
       return completion
     }, Effect.mapError(scrub))
 
+    const streamHeaders: Readonly<Record<string, string>> = { ...headers, accept: "text/event-stream" }
+
+    /**
+     * The chunks of one event, as the `openai` client reads them: `[DONE]` ends the answer, an
+     * `error` inside the data (or an `error` event) is the upstream's failure, anything else is a
+     * chunk (text that is not JSON throws its `SyntaxError`, a broken stream).
+     */
+    const chunkOf = (message: EventSourceMessage): OpenAI.ChatCompletionChunk | "done" | undefined => {
+      if (message.data.startsWith("[DONE]")) return "done"
+      const data = JSON.parse(message.data) as { readonly error?: object; readonly message?: string } | null
+      if (message.event === "error") throw new APIError(undefined, data?.error, data?.message, undefined)
+      if (message.event !== undefined && message.event.startsWith("thread.")) return undefined
+      if (data !== null && typeof data === "object" && Boolean(data.error)) throw new APIError(undefined, data.error, undefined, undefined)
+      return data as unknown as OpenAI.ChatCompletionChunk
+    }
+
     const stream = (call: LlmProvider.ProviderCall): Stream.Stream<LlmProvider.StreamEvent, Errors.ProviderError> => {
       const context = contextOf(call.model_id)
       return Stream.unwrapScoped(Effect.gen(function*() {
@@ -460,34 +472,35 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
           Effect.sync(() => new AbortController()),
           (controller) => Effect.sync(() => controller.abort())
         )
-        const chunks = yield* Effect.tryPromise({
+        const response = yield* Effect.tryPromise({
           try: () =>
-            client.chat.completions.create(
-              { ...params, stream: true, stream_options: { include_usage: true } },
-              { signal: controller.signal }
-            ),
+            postStreaming(target, "/chat/completions", streamHeaders, JSON.stringify({ ...params, stream: true, stream_options: { include_usage: true } }), controller.signal),
           catch: (error) => toProviderError(error, context)
         })
-        const seen = yield* Ref.make<Seen>({ finish: undefined, usage: undefined })
-        const iterator = chunks[Symbol.asyncIterator]()
-        // Not `Stream.fromAsyncIterable`: its finalizer awaits `iterator.return()`, which an async
-        // generator queues behind the pending `next()`, so interruption would wait for the model.
-        const next: Effect.Effect<OpenAI.ChatCompletionChunk, Option.Option<Errors.ProviderError>> = Effect.tryPromise({
-          try: () => iterator.next(),
+        if (response.statusCode < 200 || response.statusCode > 299) {
+          const text = yield* Effect.tryPromise({ try: () => response.body.text(), catch: (error) => toProviderError(error, context) })
+          return yield* Effect.fail(httpError(response.statusCode, text, context))
+        }
+        const seen: { finish: string | undefined; usage: Usage.TokenUsage | undefined; done: boolean } = { finish: undefined, usage: undefined, done: false }
+        const reader = eventReader(response.body)
+        const next: Effect.Effect<ReadonlyArray<EventSourceMessage>, Option.Option<Errors.ProviderError>> = Effect.tryPromise({
+          try: () => reader.next(),
           catch: (error) => error
         }).pipe(Effect.matchEffect({
-          onSuccess: (result) => (result.done === true ? Effect.fail(Option.none()) : Effect.succeed(result.value)),
+          onSuccess: (events) => (events === undefined ? Effect.fail(Option.none()) : Effect.succeed(events)),
+          // Only the `[DONE]` line is missing: the answer is whole.
           onFailure: (error) =>
-            Effect.flatMap(Ref.get(seen), (s) =>
-              // Only the `[DONE]` line is missing: the answer is whole.
-              s.finish !== undefined && s.usage !== undefined
-                ? Effect.fail(Option.none())
-                : Effect.fail(Option.some(toProviderError(error, context))))
+            Effect.fail(
+              seen.finish !== undefined && seen.usage !== undefined
+                ? Option.none()
+                // The socket's error ("other side closed") says what broke, this says when.
+                : Option.some(toProviderError(new Error("the stream was cut", { cause: error }), context))
+            )
         }))
-        // The client ends its iterator quietly when the body just stops (and when it is aborted), so
-        // the finish reason is what tells a whole answer from a truncated one.
-        const ending = Stream.unwrap(Effect.map(Ref.get(seen), (s): Stream.Stream<LlmProvider.StreamEvent, Errors.ProviderError> =>
-          s.finish === undefined
+        // A body that just stops ends the events quietly (as the client's iterator does), so the
+        // finish reason is what tells a whole answer from a truncated one.
+        const ending = Stream.suspend((): Stream.Stream<LlmProvider.StreamEvent, Errors.ProviderError> =>
+          seen.finish === undefined
             ? Stream.fail(
               new Errors.ProviderError({
                 message: `${label}: the stream ended before a finish reason (the answer is truncated)`,
@@ -497,23 +510,31 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
               })
             )
             : Stream.make<Array<LlmProvider.StreamEvent>>(
-              { _tag: "Finish", finish_reason: s.finish },
-              ...(s.usage === undefined ? [] : [{ _tag: "Usage", usage: s.usage } as const])
+              { _tag: "Finish", finish_reason: seen.finish },
+              ...(seen.usage === undefined ? [] : [{ _tag: "Usage", usage: seen.usage } as const])
             )
-        ))
-        return Stream.repeatEffectOption(next).pipe(
-          Stream.mapEffect((chunk) =>
-            Effect.try({
-              try: () => ({ events: deltasOf(chunk), finish: finishOf(chunk) }),
-              catch: malformed(context, "a chunk is not a chat completion chunk", "stream")
-            }).pipe(Effect.flatMap(({ events, finish }) =>
-              Ref.update(seen, (s) => ({
-                finish: s.finish ?? finish,
+        )
+        /** The stream events of a read's messages; the body is read on after `[DONE]`, so that its connection can be reused. */
+        const eventsOf = (messages: ReadonlyArray<EventSourceMessage>): Effect.Effect<Array<LlmProvider.StreamEvent>, Errors.ProviderError> =>
+          Effect.try({
+            try: () => {
+              const events: Array<LlmProvider.StreamEvent> = []
+              for (const message of messages) {
+                if (seen.done) continue
+                const chunk = chunkOf(message)
+                if (chunk === "done") seen.done = true
+                if (chunk === "done" || chunk === undefined) continue
+                events.push(...deltasOf(chunk))
+                seen.finish = seen.finish ?? finishOf(chunk)
                 // Some servers repeat usage on several chunks; the last one counts.
-                usage: chunk.usage === null || chunk.usage === undefined ? s.usage : toUsage(chunk.usage)
-              })).pipe(Effect.as(events))
-            ))
-          ),
+                if (chunk.usage !== null && chunk.usage !== undefined) seen.usage = toUsage(chunk.usage)
+              }
+              return events
+            },
+            catch: (error) => (isApiError(error) || (error instanceof Error && error.name === "SyntaxError") ? toProviderError(error, context) : malformed(context, "a chunk is not a chat completion chunk", "stream")(error))
+          })
+        return Stream.repeatEffectOption(next).pipe(
+          Stream.mapEffect(eventsOf),
           Stream.flattenIterables,
           Stream.concat(ending)
         )

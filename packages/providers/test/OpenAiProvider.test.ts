@@ -300,9 +300,9 @@ describe("OpenAiProvider", () => {
         const last = items.at(-1)
         assert(last !== undefined && Either.isLeft(last))
         expect(last.left).toBeInstanceOf(Errors.ProviderError)
-        // undici's "terminated", caused by the socket's "other side closed".
+        // undici's socket error, read off the pool's response body.
         expect(last.left).toMatchObject({ kind: "connection", retryable: true, provider: "openai", model: modelId, upstream_type: "UND_ERR_SOCKET" })
-        expect(last.left.message).toBe("OpenAI: terminated: other side closed")
+        expect(last.left.message).toBe("OpenAI: the stream was cut: other side closed")
       }))
 
     it.scoped("a stream whose body ends without a finish reason fails as truncated", () =>
