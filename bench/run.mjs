@@ -47,6 +47,8 @@ const streamSeconds = Number(opt("stream-seconds", quick ? 1 : 3))
 const profile = flag("profile")
 const outDir = ensureDir(opt("out", join(root, "bench/results")))
 const profileDir = profile ? ensureDir(join(outDir, "profiles")) : undefined
+// Extra node flags for the gateways (e.g. `--node-flags "--max-semi-space-size=2"`), to compare heap settings.
+const nodeFlags = list(opt("node-flags", "").replaceAll(" ", ","))
 const PAUSE_MS = 300
 
 for (const [n, v] of [["duration", duration], ["reps", reps], ["warmup", warmup]]) {
@@ -128,10 +130,10 @@ try {
   if (needsPg) console.log(`bench: Postgres scratch database ${databaseUrl.replace(/:[^:@/]*@/, ":***@")}${opt("database-url") ? "" : " (dropped and created afresh)"}`)
 
   const specs = (section) => ({
-    "gateway-pg-sync": () => startGateway({ id: "gateway-pg-sync", label: "gateway-pg (sync)", upstreamUrl: upstream.url(section.latency), durability: "sync", databaseUrl, workDir: work, profileDir }),
-    "gateway-pg-buffered": () => startGateway({ id: "gateway-pg-buffered", label: "gateway-pg (buffered)", upstreamUrl: upstream.url(section.latency), durability: "buffered", databaseUrl, workDir: work, profileDir }),
-    "gateway-pglite": () => startGateway({ id: "gateway-pglite", label: "gateway-pglite (sync)", upstreamUrl: upstream.url(section.latency), durability: "sync", workDir: work, profileDir }),
-    "gateway-pg-cache": () => startGateway({ id: "gateway-pg-cache", label: `gateway-pg cache hit (${cacheBackend})`, upstreamUrl: upstream.url(section.latency), durability: "sync", caching: true, cacheBackend, databaseUrl, workDir: work, profileDir }),
+    "gateway-pg-sync": () => startGateway({ id: "gateway-pg-sync", label: "gateway-pg (sync)", upstreamUrl: upstream.url(section.latency), durability: "sync", databaseUrl, workDir: work, profileDir, nodeFlags }),
+    "gateway-pg-buffered": () => startGateway({ id: "gateway-pg-buffered", label: "gateway-pg (buffered)", upstreamUrl: upstream.url(section.latency), durability: "buffered", databaseUrl, workDir: work, profileDir, nodeFlags }),
+    "gateway-pglite": () => startGateway({ id: "gateway-pglite", label: "gateway-pglite (sync)", upstreamUrl: upstream.url(section.latency), durability: "sync", workDir: work, profileDir, nodeFlags }),
+    "gateway-pg-cache": () => startGateway({ id: "gateway-pg-cache", label: `gateway-pg cache hit (${cacheBackend})`, upstreamUrl: upstream.url(section.latency), durability: "sync", caching: true, cacheBackend, databaseUrl, workDir: work, profileDir, nodeFlags }),
     portkey: () => startPortkey({ upstreamUrl: upstream.url(section.latency), workDir: work })
   })
 

@@ -113,6 +113,8 @@ export const make = Effect.gen(function*() {
       return yield* answer.right._tag === "Json" ? sendJson(200, answer.right.body, {}) : sendEvents(answer.right.events)
     }).pipe(
       Effect.scoped,
+      // The lane serves only while tracing is off: the gateways' spans would go nowhere.
+      Effect.withTracerEnabled(false),
       Effect.catchAllCause((cause) => {
         if (Cause.isInterruptedOnly(cause)) return Effect.void
         return Effect.logError(`unhandled failure serving POST ${PATH}`, cause).pipe(
