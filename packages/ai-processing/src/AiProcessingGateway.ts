@@ -486,25 +486,27 @@ export const make = Effect.gen(function*() {
         true
       )
       yield* Effect.annotateCurrentSpan({ "tidyllm.backend_used": opened.backend, "tidyllm.attempts": opened.attempts })
-      const seen = yield* Ref.make({ text: "", tools: [] as ReadonlyArray<Extract<StreamEvent, { _tag: "ToolCallDelta" }>>, finished: false })
+      // What went through: written by the stream (one consumer), read at its end and by the finalizer.
+      const seen = { text: "", tools: [] as Array<Extract<StreamEvent, { _tag: "ToolCallDelta" }>>, finished: false }
       // The scope ends with the stream: failed, finished, or (successfully, without `Done`) when the client stopped reading.
-      yield* Effect.addFinalizer((exit) => Effect.flatMap(Ref.get(seen), (s) => streamEnded(opened.permit, s.finished, exit)))
+      yield* Effect.addFinalizer((exit) => Effect.suspend(() => streamEnded(opened.permit, seen.finished, exit)))
       const rest = Stream.repeatEffectChunkOption(opened.value.pull)
       return Stream.concat(Stream.fromChunk(opened.value.first), rest).pipe(
-        Stream.mapEffect((event) =>
-          Effect.gen(function*() {
-            if (event._tag === "Delta") {
-              yield* Ref.update(seen, (s) => ({ ...s, text: s.text + event.text }))
-              return event
-            }
-            if (event._tag === "ToolCallDelta") {
-              yield* Ref.update(seen, (s) => ({ ...s, tools: [...s.tools, event] }))
-              return event
-            }
+        Stream.mapEffect((event) => {
+          if (event._tag === "Delta") {
+            // Only a cached answer needs the text.
+            if (Option.isSome(cached)) seen.text += event.text
+            return Effect.succeed<StreamEvent>(event)
+          }
+          if (event._tag === "ToolCallDelta") {
+            seen.tools.push(event)
+            return Effect.succeed<StreamEvent>(event)
+          }
+          return Effect.gen(function*() {
             const response = event.response
-            yield* Ref.update(seen, (s) => ({ ...s, finished: true }))
+            seen.finished = true
             if (Option.isSome(cached) && response.data !== undefined) {
-              const { text, tools } = yield* Ref.get(seen)
+              const { text, tools } = seen
               const tool_calls = CorporateLlmGateway.assembleToolCalls(tools)
               yield* store(cached.value.key, {
                 text, usage: response.data.usage, finish_reason: response.data.finish_reason,
@@ -519,7 +521,7 @@ export const make = Effect.gen(function*() {
               response: { ...response, metadata: { ...response.metadata, latency_ms: Math.round(now - started), cache_hit: false, backend_used: opened.backend, attempts: opened.attempts } }
             } satisfies StreamEvent
           })
-        )
+        })
       )
     })).pipe(Stream.withSpan("AiProcessingGateway.processStream"))
 

@@ -3,7 +3,7 @@
  * case, reserves the worst case against the budgets, calls the provider, settles with the real
  * usage, and writes exactly one audit row whatever the outcome.
  */
-import { Cause, Clock, Context, Duration, Effect, Either, Exit, FiberId, FiberRef, Layer, Option, Ref, Schedule, Stream } from "effect"
+import { Cause, Chunk, Clock, Context, Duration, Effect, Either, Exit, FiberId, FiberRef, Layer, Option, Ref, Schedule, Stream } from "effect"
 import { Caller, Errors, Ids, LlmRequest, ModelCatalog, Money, Redaction, ThrottledLog } from "@tidyllm/core"
 import type { Config, Usage } from "@tidyllm/core"
 import * as AuditLog from "./AuditLog.js"
@@ -119,7 +119,6 @@ const statusOf = (e: Errors.GatewayError): AuditLog.AuditStatus => {
 const clip = (s: string): string => (s.length <= 200 ? s : `${s.slice(0, 197)}...`)
 
 type ToolCallDelta = Extract<ProviderStreamEvent, { readonly _tag: "ToolCallDelta" }>
-const toolCallsNone: ReadonlyArray<ToolCallDelta> = []
 
 /** The whole tool calls of a stream, from their pieces (by index, in order of first appearance). */
 export const assembleToolCalls = (deltas: ReadonlyArray<ToolCallDelta>): ReadonlyArray<LlmRequest.ToolCall> => {
@@ -518,7 +517,8 @@ export const make = Effect.gen(function*() {
       }
       const observeUpstream = Effect.suspend(() =>
         Metrics.observeUpstream(metrics.instruments(admitted.provider.name, admitted.call.model.id), Metrics.secondsBetween(callStart, clock.unsafeCurrentTimeNanos())))
-      const delivered = yield* Ref.make({ chars: 0, usage: Option.none<Usage.TokenUsage>(), finish: "stop", tools: toolCallsNone })
+      // What reached the consumer so far: written by the stream (one consumer), read by `finish` and the finalizer after it.
+      const delivered = { chars: 0, usage: Option.none<Usage.TokenUsage>(), finish: "stop", tools: [] as Array<ToolCallDelta> }
       const finished = yield* Ref.make(false)
       // Settles and audits every ending that is not a clean finish (error, cancel, client gone).
       yield* Effect.addFinalizer((exit) =>
@@ -526,7 +526,7 @@ export const make = Effect.gen(function*() {
           if (yield* Ref.get(finished)) return
           firstEventSeen()
           if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) yield* observeUpstream
-          const d = yield* Ref.get(delivered)
+          const d = delivered
           const usage = Option.getOrElse(d.usage, () => ({
             input_tokens: d.chars > 0 ? inputTokensUpperBound(admitted.call.messages, admitted.call) : 0,
             output_tokens: Math.min(admitted.call.max_tokens, Math.ceil(d.chars / 4))
@@ -542,7 +542,7 @@ export const make = Effect.gen(function*() {
       const finish = Effect.gen(function*() {
         firstEventSeen()
         yield* observeUpstream
-        const d = yield* Ref.get(delivered)
+        const d = delivered
         const usage = Option.getOrElse(d.usage, () => ({
           input_tokens: inputTokensUpperBound(admitted.call.messages, admitted.call),
           output_tokens: Math.min(admitted.call.max_tokens, Math.ceil(d.chars / 4))
@@ -568,32 +568,34 @@ export const make = Effect.gen(function*() {
       const upstream = admitted.provider.stream(admitted.call).pipe(
         Stream.mapChunks((chunk) => {
           firstEventSeen()
-          return chunk
-        }),
-        Stream.mapEffect((event): Effect.Effect<Option.Option<StreamEvent>> => {
-          switch (event._tag) {
-            case "TextDelta":
-              return Ref.update(delivered, (d) => ({ ...d, chars: d.chars + event.text.length })).pipe(Effect.as(Option.some({ _tag: "Delta", text: event.text } as const)))
-            case "Usage":
-              return Ref.update(delivered, (d) => ({ ...d, usage: Option.some(event.usage) })).pipe(Effect.as(Option.none()))
-            case "Finish":
-              return Ref.update(delivered, (d) => ({ ...d, finish: event.finish_reason })).pipe(Effect.as(Option.none()))
-            case "ToolCallDelta":
-              return Ref.update(delivered, (d) => ({
-                ...d,
-                chars: d.chars + event.arguments.length + (event.name?.length ?? 0),
-                tools: [...d.tools, event]
-              })).pipe(Effect.as(Option.some<StreamEvent>(event)))
+          const out: Array<StreamEvent> = []
+          for (const event of chunk) {
+            switch (event._tag) {
+              case "TextDelta":
+                delivered.chars += event.text.length
+                out.push({ _tag: "Delta", text: event.text })
+                break
+              case "Usage":
+                delivered.usage = Option.some(event.usage)
+                break
+              case "Finish":
+                delivered.finish = event.finish_reason
+                break
+              case "ToolCallDelta":
+                delivered.chars += event.arguments.length + (event.name?.length ?? 0)
+                delivered.tools.push(event)
+                out.push(event)
+                break
+            }
           }
-        }),
-        Stream.filterMap((x) => x)
+          return Chunk.unsafeFromArray(out)
+        })
       )
-      const timed = options.timeout_ms === undefined ? upstream : upstream.pipe(
-        Stream.timeoutFail(() => new Errors.ProviderError({
+      const timed = options.timeout_ms === undefined ? upstream : Deadline.streamTimeoutFail(upstream, options.timeout_ms, () =>
+        new Errors.ProviderError({
           message: `no answer from '${admitted.provider.name}' within ${options.timeout_ms} ms`,
           provider: admitted.provider.name, model: admitted.call.model.id, kind: "timeout", retryable: true
-        }), options.timeout_ms)
-      )
+        }))
       return Stream.concat(timed, Stream.fromEffect(finish))
     })).pipe(
       // Setup, provider stream, `finish` and the finalizer run under this span, which ends after

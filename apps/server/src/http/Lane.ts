@@ -80,8 +80,10 @@ export const make = Effect.gen(function*() {
         heading(200),
         Effect.suspend(() => {
           response.writeHead(200, { ...Sse.headers, "content-type": "text/event-stream", "x-request-id": requestId })
-          return Stream.runForEach(events, (chunk) =>
-            response.write(chunk)
+          return Stream.runForEachChunk(events, (chunk) => {
+            let flowing = true
+            for (const bytes of chunk) flowing = response.write(bytes)
+            return flowing
               ? Effect.void
               : Effect.async<void>((resume) => {
                 const off = () => {
@@ -95,7 +97,8 @@ export const make = Effect.gen(function*() {
                 response.on("drain", resumed)
                 response.on("close", resumed)
                 return Effect.sync(off)
-              }))
+              })
+          })
         })
       ).pipe(Effect.zipRight(Effect.sync(() => response.end())))
 

@@ -4,7 +4,7 @@
  * measured on the gateway's hot path). On time-out the call's fiber is interrupted (which aborts
  * its request) before the failure is returned; an interrupted caller interrupts the call.
  */
-import { Effect, Fiber } from "effect"
+import { Effect, Fiber, Option, Stream } from "effect"
 
 export const timeoutFail = <A, E, E2, R>(self: Effect.Effect<A, E, R>, ms: number, onTimeout: () => E2): Effect.Effect<A, E | E2, R> =>
   Effect.uninterruptibleMask((restore) =>
@@ -23,3 +23,11 @@ export const timeoutFail = <A, E, E2, R>(self: Effect.Effect<A, E, R>, ms: numbe
       })
     )
   )
+
+/**
+ * `Stream.timeoutFail` (fails when the stream gives nothing for `ms`) over {@link timeoutFail}:
+ * each pull of the stream is one timed call, instead of a race of forked fibers per element.
+ */
+export const streamTimeoutFail = <A, E, E2, R>(self: Stream.Stream<A, E, R>, ms: number, onTimeout: () => E2): Stream.Stream<A, E | E2, R> =>
+  Stream.unwrapScoped(Effect.map(Stream.toPull(self), (pull) =>
+    Stream.repeatEffectChunkOption(timeoutFail(pull, ms, () => Option.some<E | E2>(onTimeout())))))
