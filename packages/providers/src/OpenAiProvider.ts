@@ -1,7 +1,8 @@
 /**
  * The OpenAI `LlmProvider`, and the same adapter for any OpenAI-compatible server (vLLM, Ollama,
- * LM Studio, llama.cpp server): chat completions and embeddings through the official `openai`
- * client.
+ * LM Studio, llama.cpp server): chat completions, plain and streamed, over an undici pool of its
+ * own (`internal/jsonPost.ts`, `internal/sse.ts`), their failures mapped as the official `openai`
+ * client maps them; embeddings through that client.
  */
 import { Errors, type LlmRequest, type Usage } from "@tidyllm/core"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
@@ -139,7 +140,7 @@ export const toProviderError = (error: unknown, context: ErrorContext): Errors.P
 }
 
 /**
- * The error of a non-2xx answer to a plain request, as the `openai` client would make it: the
+ * The error of a non-2xx answer to a request (plain or streamed), as the `openai` client would make it: the
  * upstream's `error.message` after the status, its `error.code` (else `error.type`) as the
  * upstream type, and the kind by code, then by status.
  */
