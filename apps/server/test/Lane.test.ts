@@ -104,13 +104,15 @@ layer(ServerLive, { excludeTestServices: true, timeout: "120 seconds" })("the fa
         ]
         const audit = yield* AuditLog.AuditLog
         for (const [name, body, headers] of cases) {
-          const viaApp = yield* send(app, body, { ...headers, "x-request-id": `app-${name.replaceAll(" ", "-")}` })
-          const viaLane = yield* send(lane, body, { ...headers, "x-request-id": `lane-${name.replaceAll(" ", "-")}` })
-          expect({ case: name, ...comparable(viaLane, `lane-${name.replaceAll(" ", "-")}`) }).toEqual({ case: name, ...comparable(viaApp, `app-${name.replaceAll(" ", "-")}`) })
+          const appId = `app-${name.replaceAll(" ", "-")}`
+          const laneId = `lane-${name.replaceAll(" ", "-")}`
+          const viaApp = yield* send(app, body, { ...headers, "x-request-id": appId })
+          const viaLane = yield* send(lane, body, { ...headers, "x-request-id": laneId })
+          expect({ case: name, ...comparable(viaLane, laneId) }).toEqual({ case: name, ...comparable(viaApp, appId) })
           // The same audit rows (none for a request refused before it was read: no key, wrong role).
           const rows = (id: string) =>
             Effect.map(Effect.orDie(audit.list({ limit: 10, request_id: id })), (entries) => entries.map((e) => ({ status: e.status, model: e.model, error_type: e.error_type })))
-          expect(yield* rows(`lane-${name.replaceAll(" ", "-")}`)).toEqual(yield* rows(`app-${name.replaceAll(" ", "-")}`))
+          expect(yield* rows(laneId)).toEqual(yield* rows(appId))
         }
         const answered = yield* send(lane, JSON.stringify({ model: "claude-3-haiku", messages }), user)
         expect(answered.status).toBe(200)
