@@ -6,7 +6,7 @@
  */
 import { createHash } from "node:crypto"
 import { Cause, Chunk, Clock, Context, Data, Duration, Effect, Either, ExecutionStrategy, Exit, Fiber, Layer, Option, Random, Ref, Schema, Scope, Stream } from "effect"
-import { Errors, LlmRequest, ThrottledLog } from "@tidyllm/core"
+import { Errors, LlmRequest, Spans, ThrottledLog } from "@tidyllm/core"
 import type { Config } from "@tidyllm/core"
 import { CorporateLlmGateway } from "@tidyllm/corporate-llm"
 import { canonicalJson } from "./internal/canonicalJson.js"
@@ -171,7 +171,7 @@ const attemptOutcome = (exit: Exit.Exit<unknown, Errors.GatewayError>): string =
 /** One attempt of one backend as a span of its own (gateway #1's span is its child). */
 const tracedAttempt = <A>(attempt: Effect.Effect<A, Errors.GatewayError>, backend: string, n: number): Effect.Effect<A, Errors.GatewayError> =>
   attempt.pipe(
-    Effect.onExit((exit) => Effect.annotateCurrentSpan("tidyllm.outcome", attemptOutcome(exit))),
+    Effect.onExit((exit) => Spans.annotate("tidyllm.outcome", attemptOutcome(exit))),
     Effect.withSpan("AiProcessingGateway.attempt", { attributes: { "tidyllm.backend": backend, "tidyllm.attempt": n } })
   )
 
@@ -428,7 +428,7 @@ export const make = Effect.gen(function*() {
     const backends = backendsFor(request)
     const cached = yield* lookup(request, backends, context)
     const hit = Option.flatMap(cached, (c) => c.hit)
-    yield* Effect.annotateCurrentSpan("tidyllm.cache_hit", Option.isSome(hit))
+    yield* Spans.annotate("tidyllm.cache_hit", Option.isSome(hit))
     if (Option.isSome(hit)) return yield* hitResponse(request, context, hit.value, started)
     const result = yield* withFailover(request, context, backends, (backend, attempt) =>
       gw1.process({ ...request, provider: backend }, { ...context, timeout_ms, attempt })
@@ -443,7 +443,7 @@ export const make = Effect.gen(function*() {
       })
     }
     const now = yield* Clock.currentTimeMillis
-    yield* Effect.annotateCurrentSpan({ "tidyllm.backend_used": result.backend, "tidyllm.attempts": result.attempts })
+    yield* Spans.annotate({ "tidyllm.backend_used": result.backend, "tidyllm.attempts": result.attempts })
     return {
       ...response,
       metadata: { ...response.metadata, latency_ms: Math.round(now - started), cache_hit: false, backend_used: result.backend, attempts: result.attempts }
@@ -459,7 +459,7 @@ export const make = Effect.gen(function*() {
     }
     const result = yield* withFailover(shape, context, backendsFor(shape), (backend, attempt) =>
       gw1.embed({ ...request, provider: backend }, { ...context, timeout_ms, attempt }))
-    yield* Effect.annotateCurrentSpan({ "tidyllm.backend_used": result.backend, "tidyllm.attempts": result.attempts })
+    yield* Spans.annotate({ "tidyllm.backend_used": result.backend, "tidyllm.attempts": result.attempts })
     return { ...result.value, backend_used: result.backend, attempts: result.attempts } satisfies EmbedAnswer
   })
 
@@ -469,7 +469,7 @@ export const make = Effect.gen(function*() {
       const backends = backendsFor(request)
       const cached = yield* lookup(request, backends, context)
       const hit = Option.flatMap(cached, (c) => c.hit)
-      yield* Effect.annotateCurrentSpan("tidyllm.cache_hit", Option.isSome(hit))
+      yield* Spans.annotate("tidyllm.cache_hit", Option.isSome(hit))
       if (Option.isSome(hit)) return replay(yield* hitResponse(request, context, hit.value, started))
       // Failover happens only before the first event: once text has reached the client it cannot be taken back.
       const outer = yield* Effect.scope
@@ -485,7 +485,7 @@ export const make = Effect.gen(function*() {
         }),
         true
       )
-      yield* Effect.annotateCurrentSpan({ "tidyllm.backend_used": opened.backend, "tidyllm.attempts": opened.attempts })
+      yield* Spans.annotate({ "tidyllm.backend_used": opened.backend, "tidyllm.attempts": opened.attempts })
       // What went through: written by the stream (one consumer), read at its end and by the finalizer.
       const seen = { text: "", tools: [] as Array<Extract<StreamEvent, { _tag: "ToolCallDelta" }>>, finished: false }
       // The scope ends with the stream: failed, finished, or (successfully, without `Done`) when the client stopped reading.

@@ -4,7 +4,7 @@
  * usage, and writes exactly one audit row whatever the outcome.
  */
 import { Cause, Chunk, Clock, Context, Duration, Effect, Either, Exit, FiberId, FiberRef, Layer, Option, Ref, Schedule, Stream } from "effect"
-import { Caller, Errors, Ids, LlmRequest, ModelCatalog, Money, Redaction, ThrottledLog } from "@tidyllm/core"
+import { Caller, Errors, Ids, LlmRequest, ModelCatalog, Money, Redaction, Spans, ThrottledLog } from "@tidyllm/core"
 import type { Config, Usage } from "@tidyllm/core"
 import * as AuditLog from "./AuditLog.js"
 import * as BudgetLedger from "./BudgetLedger.js"
@@ -369,7 +369,7 @@ export const make = Effect.gen(function*() {
   const writeAudit = (id: string, request: LlmRequest.LLMRequest, options: CallOptions, reason: string, started: number, o: Outcome) =>
     Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
-      yield* Effect.annotateCurrentSpan(outcomeAttributes(id, request, options, reason, o))
+      yield* Spans.annotate(outcomeAttributes(id, request, options, reason, o))
       yield* Metrics.recordOutcome(metrics.instruments(o.provider, o.model), o.status, o.usage.input_tokens, o.usage.output_tokens, o.cost)
       yield* audit.write({
         id,
@@ -411,7 +411,7 @@ export const make = Effect.gen(function*() {
       const admitted = yield* admit(request, options).pipe(
         Effect.tapError((e) => writeAudit(auditId, request, options, (request.reason ?? options.reason ?? "").trim() || "(none)", started, rejectionOutcome(request, e)))
       )
-      yield* Effect.annotateCurrentSpan("gen_ai.request.max_tokens", admitted.call.max_tokens)
+      yield* Spans.annotate("gen_ai.request.max_tokens", admitted.call.max_tokens)
       const reservation = yield* ledger.reserve({
         scopes: scopes(options.caller),
         amount: admitted.worstCase,

@@ -16,7 +16,7 @@ import type {
   Tool,
   ToolChoice
 } from "@anthropic-ai/sdk/resources/messages"
-import { Errors, type LlmRequest, type Usage } from "@tidyllm/core"
+import { Errors, Spans, type LlmRequest, type Usage } from "@tidyllm/core"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
 import { Effect, Either, Option, Predicate, Redacted, Stream, type Scope } from "effect"
 import {
@@ -383,7 +383,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
     const chatSpan = clientSpan("anthropic", "chat", options.baseUrl)
 
     const complete = Effect.fn("AnthropicProvider.complete", chatSpan)(function*(call: LlmProvider.ProviderCall) {
-      yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
+      yield* Spans.annotate({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
       const context = contextOf(call)
       const request = yield* toMessagesRequest(call, context)
       const message = yield* Effect.tryPromise({

@@ -19,7 +19,7 @@ import {
   type ToolConfiguration,
   type ToolInputSchema
 } from "@aws-sdk/client-bedrock-runtime"
-import { Errors, type Config, type LlmRequest, type Usage } from "@tidyllm/core"
+import { Errors, Spans, type Config, type LlmRequest, type Usage } from "@tidyllm/core"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
 import { Effect, Either, Option, Predicate, Redacted, Schema, Stream, type Scope } from "effect"
 import { connectionCodes, connectionMessage, kindByStatus, scrubber, scrubError, stringProperty } from "./internal/errors.js"
@@ -455,7 +455,7 @@ export const make = (
     const chatSpan = clientSpan("aws.bedrock", "chat", url)
 
     const complete = Effect.fn("BedrockProvider.complete", chatSpan)(function*(call: LlmProvider.ProviderCall) {
-      yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
+      yield* Spans.annotate({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
       const input = yield* toConverseInput(call, name)
       const output = yield* Effect.tryPromise({
         try: (signal) => client.send(new ConverseCommand(input), { abortSignal: signal }),
@@ -537,7 +537,7 @@ export const make = (
 
     /** Titan text embeddings: one InvokeModel per input (Titan takes one text), a few at a time. */
     const embed = Effect.fn("BedrockProvider.embed", clientSpan("aws.bedrock", "embeddings", url))(function*(call: LlmProvider.EmbedCall) {
-      yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id, inputs: call.input.length, "gen_ai.request.model": call.model_id })
+      yield* Spans.annotate({ provider: name, model: call.model_id, inputs: call.input.length, "gen_ai.request.model": call.model_id })
       if (call.dimensions !== undefined && fixedSizeTitan.test(call.model_id)) {
         return yield* invalidCall(contextOf(call), `${call.model_id} has vectors of a fixed size: dimensions is not supported`)
       }

@@ -6,7 +6,7 @@
  *
  * `seed` is not sent: the gateway's chat schema has none.
  */
-import { Errors, type LlmRequest, type Usage } from "@tidyllm/core"
+import { Errors, Spans, type LlmRequest, type Usage } from "@tidyllm/core"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
 import { Duration, Effect, Either, Option, ParseResult, Predicate, Redacted, Schema, Stream, type Scope } from "effect"
 import {
@@ -335,7 +335,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
     const chatSpan = clientSpan(name, "chat", base)
 
     const complete = Effect.fn("MlflowProvider.complete", chatSpan)(function*(call: LlmProvider.ProviderCall) {
-      yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
+      yield* Spans.annotate({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
       const response = yield* exchange(call.model_id, toChatBody(call, false), ChatResponse, contextOf(call.model_id))
       const choice = response.choices[0]
       const toolCalls = (choice.message.tool_calls ?? []).map((t): LlmRequest.ToolCall => ({
@@ -462,7 +462,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
     }
 
     const embed = Effect.fn("MlflowProvider.embed", clientSpan(name, "embeddings", base))(function*(call: LlmProvider.EmbedCall) {
-      yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
+      yield* Spans.annotate({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
       const context = contextOf(call.model_id)
       const response = yield* exchange(
         call.model_id,

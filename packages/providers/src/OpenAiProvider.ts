@@ -4,7 +4,7 @@
  * own (`internal/jsonPost.ts`, `internal/sse.ts`), their failures mapped as the official `openai`
  * client maps them; embeddings through that client.
  */
-import { Errors, type LlmRequest, type Usage } from "@tidyllm/core"
+import { Errors, Spans, type LlmRequest, type Usage } from "@tidyllm/core"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
 import { Effect, Either, Option, Predicate, Redacted, Stream, type Scope } from "effect"
 import type { EventSourceMessage } from "eventsource-parser"
@@ -428,7 +428,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
     const chatSpan = clientSpan(system, "chat", options.baseUrl)
 
     const complete = Effect.fn("OpenAiProvider.complete", chatSpan)(function*(call: LlmProvider.ProviderCall) {
-      yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
+      yield* Spans.annotate({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
       const context = contextOf(call.model_id)
       yield* requireKey(context)
       const params = yield* paramsOf(call, context)
@@ -543,7 +543,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
     }
 
     const embed = Effect.fn("OpenAiProvider.embed", clientSpan(system, "embeddings", options.baseUrl))(function*(call: LlmProvider.EmbedCall) {
-      yield* Effect.annotateCurrentSpan({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
+      yield* Spans.annotate({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
       const context = contextOf(call.model_id)
       yield* requireKey(context)
       const response = yield* Effect.tryPromise({
