@@ -12,7 +12,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { clientAbortFiberId } from "@effect/platform/HttpServerError"
-import { Cause, Effect, Either, FiberRef, HashMap, Runtime, Stream } from "effect"
+import { Cause, Context, Effect, Either, FiberRef, HashMap, Runtime, Stream } from "effect"
 import * as CorporateLlmMetrics from "@tidyllm/corporate-llm/Metrics"
 import type { Principal } from "../auth/Auth.js"
 import * as Auth from "../auth/Auth.js"
@@ -40,7 +40,11 @@ export const make = Effect.gen(function*() {
   const auth = yield* Auth.Auth
   const config = yield* AppConfig
   const serve = yield* Chat.makeServe
-  const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+  // The lane's fibers start with an empty context: the handler holds every service it uses (its
+  // type asks for nothing but the scope it is given), and each span and provided service copies
+  // the context it is given — the server's has 29 services.
+  const runtime = yield* Effect.runtime<never>()
+  const runFork = Runtime.runFork(Runtime.make({ context: Context.empty(), fiberRefs: runtime.fiberRefs, runtimeFlags: runtime.runtimeFlags }))
   const accessLog = config.observability.access_log
   const route = routes.match("POST", PATH)
 
