@@ -490,37 +490,53 @@ export const make = Effect.gen(function*() {
       const seen = { text: "", tools: [] as Array<Extract<StreamEvent, { _tag: "ToolCallDelta" }>>, finished: false }
       // The scope ends with the stream: failed, finished, or (successfully, without `Done`) when the client stopped reading.
       yield* Effect.addFinalizer((exit) => Effect.suspend(() => streamEnded(opened.permit, seen.finished, exit)))
+      /** The closing event: the answer is cached (when it applies), and its metadata gets the gateway's own. */
+      const finished = (response: LlmRequest.LLMResponse) =>
+        Effect.gen(function*() {
+          seen.finished = true
+          if (Option.isSome(cached) && response.data !== undefined) {
+            const { text, tools } = seen
+            const tool_calls = CorporateLlmGateway.assembleToolCalls(tools)
+            yield* store(cached.value.key, {
+              text, usage: response.data.usage, finish_reason: response.data.finish_reason,
+              provider: response.metadata.provider, model: response.metadata.model, model_id: response.metadata.model_id,
+              mock: response.metadata.mock, created_at: started,
+              ...(tool_calls.length === 0 ? {} : { tool_calls })
+            })
+          }
+          const now = yield* Clock.currentTimeMillis
+          return {
+            _tag: "Done",
+            response: { ...response, metadata: { ...response.metadata, latency_ms: Math.round(now - started), cache_hit: false, backend_used: opened.backend, attempts: opened.attempts } }
+          } satisfies StreamEvent
+        })
       const rest = Stream.repeatEffectChunkOption(opened.value.pull)
       return Stream.concat(Stream.fromChunk(opened.value.first), rest).pipe(
-        Stream.mapEffect((event) => {
-          if (event._tag === "Delta") {
-            // Only a cached answer needs the text.
-            if (Option.isSome(cached)) seen.text += event.text
-            return Effect.succeed<StreamEvent>(event)
-          }
-          if (event._tag === "ToolCallDelta") {
-            seen.tools.push(event)
-            return Effect.succeed<StreamEvent>(event)
-          }
-          return Effect.gen(function*() {
-            const response = event.response
-            seen.finished = true
-            if (Option.isSome(cached) && response.data !== undefined) {
-              const { text, tools } = seen
-              const tool_calls = CorporateLlmGateway.assembleToolCalls(tools)
-              yield* store(cached.value.key, {
-                text, usage: response.data.usage, finish_reason: response.data.finish_reason,
-                provider: response.metadata.provider, model: response.metadata.model, model_id: response.metadata.model_id,
-                mock: response.metadata.mock, created_at: started,
-                ...(tool_calls.length === 0 ? {} : { tool_calls })
-              })
+        // Chunk by chunk (`Stream.mapEffect` would cut the stream into one-event chunks): the
+        // pieces pass as they are, and only `Done` takes an effect.
+        Stream.mapChunksEffect((chunk) => {
+          const out: Array<StreamEvent> = []
+          let done: Effect.Effect<StreamEvent> | undefined
+          let trailing = 0
+          for (const event of chunk) {
+            if (done !== undefined) {
+              trailing++
+              continue
             }
-            const now = yield* Clock.currentTimeMillis
-            return {
-              _tag: "Done",
-              response: { ...response, metadata: { ...response.metadata, latency_ms: Math.round(now - started), cache_hit: false, backend_used: opened.backend, attempts: opened.attempts } }
-            } satisfies StreamEvent
-          })
+            if (event._tag === "Delta") {
+              // Only a cached answer needs the text.
+              if (Option.isSome(cached)) seen.text += event.text
+              out.push(event)
+            } else if (event._tag === "ToolCallDelta") {
+              seen.tools.push(event)
+              out.push(event)
+            } else {
+              done = finished(event.response)
+            }
+          }
+          if (done === undefined) return Effect.succeed(Chunk.unsafeFromArray(out))
+          // Nothing follows `Done` in gateway #1's stream; were anything to, it keeps its place.
+          return Effect.map(done, (d) => Chunk.appendAll(Chunk.unsafeFromArray([...out, d]), Chunk.takeRight(chunk, trailing)))
         })
       )
     })).pipe(Stream.withSpan("AiProcessingGateway.processStream"))

@@ -6,7 +6,7 @@
  */
 import { Errors, Spans, type LlmRequest, type Usage } from "@tidyllm/core"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
-import { Effect, Either, Option, Predicate, Redacted, Stream, type Scope } from "effect"
+import { Chunk, Effect, Either, Option, Predicate, Redacted, Stream, type Scope } from "effect"
 import type { EventSourceMessage } from "eventsource-parser"
 import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError, OpenAI } from "openai"
 import {
@@ -484,62 +484,64 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         }
         const seen: { finish: string | undefined; usage: Usage.TokenUsage | undefined; done: boolean } = { finish: undefined, usage: undefined, done: false }
         const reader = eventReader(response.body)
-        const next: Effect.Effect<ReadonlyArray<EventSourceMessage>, Option.Option<Errors.ProviderError>> = Effect.tryPromise({
-          try: () => reader.next(),
-          catch: (error) => error
-        }).pipe(Effect.matchEffect({
-          onSuccess: (events) => (events === undefined ? Effect.fail(Option.none()) : Effect.succeed(events)),
-          // Only the `[DONE]` line is missing: the answer is whole.
-          onFailure: (error) =>
-            Effect.fail(
-              seen.finish !== undefined && seen.usage !== undefined
-                ? Option.none()
-                // The socket's error ("other side closed") says what broke, this says when.
-                : Option.some(toProviderError(new Error("the stream was cut", { cause: error }), context))
-            )
-        }))
-        // A body that just stops ends the events quietly (as the client's iterator does), so the
-        // finish reason is what tells a whole answer from a truncated one.
-        const ending = Stream.suspend((): Stream.Stream<LlmProvider.StreamEvent, Errors.ProviderError> =>
-          seen.finish === undefined
-            ? Stream.fail(
-              new Errors.ProviderError({
-                message: `${label}: the stream ended before a finish reason (the answer is truncated)`,
-                ...context,
-                kind: "stream",
-                retryable: true
-              })
-            )
-            : Stream.make<Array<LlmProvider.StreamEvent>>(
-              { _tag: "Finish", finish_reason: seen.finish },
-              ...(seen.usage === undefined ? [] : [{ _tag: "Usage", usage: seen.usage } as const])
-            )
+        /** The events of a read's messages; the body is read on after `[DONE]`, so that its connection can be reused. */
+        const eventsOf = (messages: ReadonlyArray<EventSourceMessage>): Either.Either<Array<LlmProvider.StreamEvent>, Errors.ProviderError> => {
+          try {
+            const events: Array<LlmProvider.StreamEvent> = []
+            for (const message of messages) {
+              if (seen.done) continue
+              const chunk = chunkOf(message)
+              if (chunk === "done") seen.done = true
+              if (chunk === "done" || chunk === undefined) continue
+              events.push(...deltasOf(chunk))
+              seen.finish = seen.finish ?? finishOf(chunk)
+              // Some servers repeat usage on several chunks; the last one counts.
+              if (chunk.usage !== null && chunk.usage !== undefined) seen.usage = toUsage(chunk.usage)
+            }
+            return Either.right(events)
+          } catch (error) {
+            return Either.left(isApiError(error) || (error instanceof Error && error.name === "SyntaxError") ? toProviderError(error, context) : malformed(context, "a chunk is not a chat completion chunk", "stream")(error))
+          }
+        }
+        type Pull = Effect.Effect<Chunk.Chunk<LlmProvider.StreamEvent>, Option.Option<Errors.ProviderError>>
+        const failWith = (error: Errors.ProviderError): Pull => Effect.fail(Option.some(scrub(error)))
+        let over = false
+        /**
+         * The end of the body. One that just stops ends the events quietly (as the client's iterator
+         * does), so the finish reason is what tells a whole answer from a truncated one.
+         */
+        const ending = (): Pull => {
+          over = true
+          if (seen.finish === undefined) {
+            return failWith(new Errors.ProviderError({ message: `${label}: the stream ended before a finish reason (the answer is truncated)`, ...context, kind: "stream", retryable: true }))
+          }
+          return Effect.succeed(Chunk.unsafeFromArray<LlmProvider.StreamEvent>([
+            { _tag: "Finish", finish_reason: seen.finish },
+            ...(seen.usage === undefined ? [] : [{ _tag: "Usage", usage: seen.usage } as const])
+          ]))
+        }
+        /**
+         * One stage for the whole answer (each `Stream` stage costs its own setup and teardown): a
+         * pull reads the body on until a read completes events, and gives them as one chunk.
+         */
+        const pull: Pull = Effect.suspend(() =>
+          over
+            ? Effect.fail(Option.none())
+            : Effect.matchEffect(Effect.tryPromise({ try: () => reader.next(), catch: (error) => error }), {
+              onSuccess: (messages) => {
+                if (messages === undefined) return ending()
+                const events = eventsOf(messages)
+                if (Either.isLeft(events)) return failWith(events.left)
+                return events.right.length === 0 ? pull : Effect.succeed(Chunk.unsafeFromArray(events.right))
+              },
+              // Only the `[DONE]` line is missing: the answer is whole. Otherwise the socket's error
+              // ("other side closed") says what broke, this says when.
+              onFailure: (error) =>
+                seen.finish !== undefined && seen.usage !== undefined ? ending() : failWith(toProviderError(new Error("the stream was cut", { cause: error }), context))
+            })
         )
-        /** The stream events of a read's messages; the body is read on after `[DONE]`, so that its connection can be reused. */
-        const eventsOf = (messages: ReadonlyArray<EventSourceMessage>): Effect.Effect<Array<LlmProvider.StreamEvent>, Errors.ProviderError> =>
-          Effect.try({
-            try: () => {
-              const events: Array<LlmProvider.StreamEvent> = []
-              for (const message of messages) {
-                if (seen.done) continue
-                const chunk = chunkOf(message)
-                if (chunk === "done") seen.done = true
-                if (chunk === "done" || chunk === undefined) continue
-                events.push(...deltasOf(chunk))
-                seen.finish = seen.finish ?? finishOf(chunk)
-                // Some servers repeat usage on several chunks; the last one counts.
-                if (chunk.usage !== null && chunk.usage !== undefined) seen.usage = toUsage(chunk.usage)
-              }
-              return events
-            },
-            catch: (error) => (isApiError(error) || (error instanceof Error && error.name === "SyntaxError") ? toProviderError(error, context) : malformed(context, "a chunk is not a chat completion chunk", "stream")(error))
-          })
-        return Stream.repeatEffectOption(next).pipe(
-          Stream.mapEffect(eventsOf),
-          Stream.flattenIterables,
-          Stream.concat(ending)
-        )
-      })).pipe(Stream.mapError(scrub), Stream.withSpan("OpenAiProvider.stream", { ...chatSpan, attributes: { ...chatSpan.attributes, provider: name, model: call.model_id, "gen_ai.request.model": call.model_id } }))
+        return Stream.repeatEffectChunkOption(pull)
+      }).pipe(Effect.mapError(scrub))).pipe(Stream.withSpan("OpenAiProvider.stream", { ...chatSpan, attributes: { ...chatSpan.attributes, provider: name, model: call.model_id, "gen_ai.request.model": call.model_id } }))
     }
 
     const embed = Effect.fn("OpenAiProvider.embed", clientSpan(system, "embeddings", options.baseUrl))(function*(call: LlmProvider.EmbedCall) {
