@@ -172,7 +172,7 @@ const attemptOutcome = (exit: Exit.Exit<unknown, Errors.GatewayError>): string =
 const tracedAttempt = <A>(attempt: Effect.Effect<A, Errors.GatewayError>, backend: string, n: number): Effect.Effect<A, Errors.GatewayError> =>
   attempt.pipe(
     Effect.onExit((exit) => Spans.annotate("tidyllm.outcome", attemptOutcome(exit))),
-    Effect.withSpan("AiProcessingGateway.attempt", { attributes: { "tidyllm.backend": backend, "tidyllm.attempt": n } })
+    Spans.span("AiProcessingGateway.attempt", { attributes: { "tidyllm.backend": backend, "tidyllm.attempt": n } })
   )
 
 const firstLine = (cause: Cause.Cause<unknown>) => {
@@ -423,7 +423,7 @@ export const make = Effect.gen(function*() {
 
   // --- the gateway -------------------------------------------------------------------------------
 
-  const process = Effect.fn("AiProcessingGateway.process")(function*(request: LlmRequest.AIRequest, context: LlmRequest.CallContext) {
+  const process = (request: LlmRequest.AIRequest, context: LlmRequest.CallContext) => Effect.gen(function*() {
     const started = yield* Clock.currentTimeMillis
     const backends = backendsFor(request)
     const cached = yield* lookup(request, backends, context)
@@ -448,7 +448,7 @@ export const make = Effect.gen(function*() {
       ...response,
       metadata: { ...response.metadata, latency_ms: Math.round(now - started), cache_hit: false, backend_used: result.backend, attempts: result.attempts }
     } satisfies LlmRequest.LLMResponse
-  })
+  }).pipe(Spans.span("AiProcessingGateway.process"))
 
   const embed = Effect.fn("AiProcessingGateway.embed")(function*(request: LlmRequest.EmbeddingRequest, context: LlmRequest.CallContext) {
     // The failover loop reads the model and provider (breakers, the audit of a refusal) off a chat-shaped request.

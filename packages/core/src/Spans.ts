@@ -5,7 +5,7 @@
  * spans, which it skips). {@link annotate} looks the span up without an exception and annotates the
  * same span: the nearest one that propagates.
  */
-import { Context, Effect, Option, Tracer } from "effect"
+import { Context, Effect, FiberRef, Option, Tracer } from "effect"
 
 const propagating = (span: Tracer.AnySpan | undefined): Tracer.Span | undefined => {
   let s = span
@@ -26,3 +26,14 @@ export const annotate: {
     if (typeof keyOrAttributes === "string") span.attribute(keyOrAttributes, value)
     else for (const key in keyOrAttributes) span.attribute(key, keyOrAttributes[key])
   })
+
+/**
+ * `Effect.withSpan` that makes no span while tracing is off. Effect makes a no-op span then, which
+ * still costs a captured stack trace, a copy of the context and an exit hook — on the gateway's hot
+ * path, for every layer of a request. With tracing on, the span is made as `Effect.withSpan` makes
+ * it, without the code location (it would point here).
+ */
+export const span = (name: string, options?: Tracer.SpanOptions) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.withFiberRuntime((fiber) =>
+    fiber.getFiberRef(FiberRef.currentTracerEnabled) ? Effect.withSpan(self, name, { ...options, captureStackTrace: false }) : self
+  )

@@ -463,7 +463,7 @@ export const make = Effect.gen(function*() {
           provider: a.provider.name, model: a.call.model.id, kind: "timeout", retryable: true
         }))
 
-  const process = Effect.fn("CorporateLlmGateway.process", { attributes: { "gen_ai.operation.name": "chat" } })(function*(request: LlmRequest.LLMRequest, options: CallOptions) {
+  const process = (request: LlmRequest.LLMRequest, options: CallOptions) => Effect.gen(function*() {
     const started = yield* Clock.currentTimeMillis
     const auditId = Ids.randomUuid()
     return yield* Effect.uninterruptibleMask((restore) =>
@@ -499,7 +499,7 @@ export const make = Effect.gen(function*() {
         return yield* Effect.failCause(exit.cause)
       })
     )
-  })
+  }).pipe(Spans.span("CorporateLlmGateway.process", { attributes: { "gen_ai.operation.name": "chat" } }))
 
   const processStream = (request: LlmRequest.LLMRequest, options: CallOptions): Stream.Stream<StreamEvent, Errors.GatewayError> =>
     Stream.unwrapScoped(Effect.gen(function*() {

@@ -427,7 +427,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
     const system = flavour === "openai" ? "openai" : name
     const chatSpan = clientSpan(system, "chat", options.baseUrl)
 
-    const complete = Effect.fn("OpenAiProvider.complete", chatSpan)(function*(call: LlmProvider.ProviderCall) {
+    const complete = (call: LlmProvider.ProviderCall) => Effect.gen(function*() {
       yield* Spans.annotate({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
       const context = contextOf(call.model_id)
       yield* requireKey(context)
@@ -444,7 +444,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
       })
       if (completion === undefined) return yield* Effect.fail(malformed(context, "the answer has no choices")(undefined))
       return completion
-    }, Effect.mapError(scrub))
+    }).pipe(Effect.mapError(scrub), Spans.span("OpenAiProvider.complete", chatSpan))
 
     const streamHeaders: Readonly<Record<string, string>> = { ...headers, accept: "text/event-stream" }
 
