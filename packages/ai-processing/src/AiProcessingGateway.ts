@@ -539,7 +539,7 @@ export const make = Effect.gen(function*() {
           return Effect.map(done, (d) => Chunk.appendAll(Chunk.unsafeFromArray([...out, d]), Chunk.takeRight(chunk, trailing)))
         })
       )
-    })).pipe(Stream.withSpan("AiProcessingGateway.processStream"))
+    })).pipe(Spans.streamSpan("AiProcessingGateway.processStream"))
 
   const openOrFailing = (b: CircuitBreakerStatus) => b.state !== "closed" || b.consecutive_failures > 0
 

@@ -5,7 +5,7 @@
  * spans, which it skips). {@link annotate} looks the span up without an exception and annotates the
  * same span: the nearest one that propagates.
  */
-import { Context, Effect, FiberRef, Option, Tracer } from "effect"
+import { Context, Effect, FiberRef, Option, Stream, Tracer } from "effect"
 
 const propagating = (span: Tracer.AnySpan | undefined): Tracer.Span | undefined => {
   let s = span
@@ -37,3 +37,9 @@ export const span = (name: string, options?: Tracer.SpanOptions) => <A, E, R>(se
   Effect.withFiberRuntime((fiber) =>
     fiber.getFiberRef(FiberRef.currentTracerEnabled) ? Effect.withSpan(self, name, { ...options, captureStackTrace: false }) : self
   )
+
+/** {@link span} for a stream: the span covers the stream's whole run, and is not made while tracing is off. */
+export const streamSpan = (name: string, options?: Tracer.SpanOptions) => <A, E, R>(self: Stream.Stream<A, E, R>): Stream.Stream<A, E, R> =>
+  Stream.unwrap(Effect.withFiberRuntime((fiber) =>
+    Effect.succeed(fiber.getFiberRef(FiberRef.currentTracerEnabled) ? Stream.withSpan(self, name, { ...options, captureStackTrace: false }) : self)
+  ))

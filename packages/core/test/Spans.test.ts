@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Option, Tracer } from "effect"
+import { Chunk, Effect, Option, Stream, Tracer } from "effect"
 import { Spans } from "@tidyllm/core"
 
 /** A span's attributes as a plain object. */
@@ -40,4 +40,26 @@ describe("Spans.annotate", () => {
       }).pipe(Effect.withSpan("off"), Effect.withTracerEnabled(false))
       expect(Option.isSome(span) && span.value._tag === "Span" && span.value.attributes.size).toBe(0)
     }))
+})
+
+describe("Spans.span and Spans.streamSpan", () => {
+  const parentName = Effect.map(Effect.serviceOption(Tracer.ParentSpan), Option.map((s) => (s._tag === "Span" ? s.name : "external")))
+
+  it.effect("make the span, with its options, while tracing is on", () =>
+    Effect.gen(function*() {
+      const span = yield* Effect.currentSpan.pipe(Spans.span("made", { attributes: { a: 1 } }))
+      expect(span.name).toBe("made")
+      expect(attributesOf(span)).toEqual({ a: 1 })
+      const streamed = yield* Stream.fromEffect(parentName).pipe(Spans.streamSpan("streamed"), Stream.runCollect)
+      expect(Chunk.toReadonlyArray(streamed)).toEqual([Option.some("streamed")])
+    }))
+
+  it.effect("make no span at all while tracing is off", () =>
+    Effect.gen(function*() {
+      expect(yield* parentName.pipe(Spans.span("skipped"))).toEqual(Option.none())
+      const streamed = yield* Stream.fromEffect(parentName).pipe(Spans.streamSpan("skipped"), Stream.runCollect)
+      expect(Chunk.toReadonlyArray(streamed)).toEqual([Option.none()])
+      // Effect.withSpan, by contrast, still makes a (no-op) span.
+      expect(yield* parentName.pipe(Effect.withSpan("noop"))).toEqual(Option.some("noop"))
+    }).pipe(Effect.withTracerEnabled(false)))
 })

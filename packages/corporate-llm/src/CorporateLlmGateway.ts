@@ -600,7 +600,7 @@ export const make = Effect.gen(function*() {
     })).pipe(
       // Setup, provider stream, `finish` and the finalizer run under this span, which ends after
       // the finalizer: it carries the outcome of the stream as settled (finished, failed or cut).
-      Stream.withSpan("CorporateLlmGateway.processStream", { attributes: { "gen_ai.operation.name": "chat", "gen_ai.request.stream": true } })
+      Spans.streamSpan("CorporateLlmGateway.processStream", { attributes: { "gen_ai.operation.name": "chat", "gen_ai.request.stream": true } })
     )
 
   const embed = Effect.fn("CorporateLlmGateway.embed", { attributes: { "gen_ai.operation.name": "embeddings" } })(function*(request: LlmRequest.EmbeddingRequest, options: CallOptions) {

@@ -382,7 +382,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
 
     const chatSpan = clientSpan("anthropic", "chat", options.baseUrl)
 
-    const complete = Effect.fn("AnthropicProvider.complete", chatSpan)(function*(call: LlmProvider.ProviderCall) {
+    const complete = (call: LlmProvider.ProviderCall) => Effect.gen(function*() {
       yield* Spans.annotate({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
       const context = contextOf(call)
       const request = yield* toMessagesRequest(call, context)
@@ -412,7 +412,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         finish_reason: finishReason(message.stop_reason),
         ...(toolCalls.length === 0 ? {} : { tool_calls: toolCalls })
       } satisfies LlmProvider.Completion
-    }, Effect.mapError(scrub))
+    }).pipe(Effect.mapError(scrub), Spans.span("AnthropicProvider.complete", chatSpan))
 
     const stream = (call: LlmProvider.ProviderCall): Stream.Stream<LlmProvider.StreamEvent, Errors.ProviderError> => {
       const context = contextOf(call)
@@ -454,7 +454,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
             }))
         )
         return Stream.concat(body, end)
-      })).pipe(Stream.mapError(scrub), Stream.withSpan("AnthropicProvider.stream", { ...chatSpan, attributes: { ...chatSpan.attributes, provider: name, model: call.model_id, "gen_ai.request.model": call.model_id } }))
+      })).pipe(Stream.mapError(scrub), Spans.streamSpan("AnthropicProvider.stream", { ...chatSpan, attributes: { ...chatSpan.attributes, provider: name, model: call.model_id, "gen_ai.request.model": call.model_id } }))
     }
 
     const detail = [

@@ -454,7 +454,7 @@ export const make = (
     const url = settings.endpoint ?? `https://bedrock-runtime.${settings.region}.amazonaws.com`
     const chatSpan = clientSpan("aws.bedrock", "chat", url)
 
-    const complete = Effect.fn("BedrockProvider.complete", chatSpan)(function*(call: LlmProvider.ProviderCall) {
+    const complete = (call: LlmProvider.ProviderCall) => Effect.gen(function*() {
       yield* Spans.annotate({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
       const input = yield* toConverseInput(call, name)
       const output = yield* Effect.tryPromise({
@@ -468,7 +468,7 @@ export const make = (
         finish_reason: finishReason(output.stopReason),
         ...(tool_calls.length === 0 ? {} : { tool_calls })
       } satisfies LlmProvider.Completion
-    }, Effect.mapError(scrub))
+    }).pipe(Effect.mapError(scrub), Spans.span("BedrockProvider.complete", chatSpan))
 
     const stream = (call: LlmProvider.ProviderCall): Stream.Stream<LlmProvider.StreamEvent, Errors.ProviderError> => {
       const context = contextOf(call)
@@ -503,7 +503,7 @@ export const make = (
           Stream.mapAccumEffect(initialStreamState, toStreamEvents(context)),
           Stream.flattenIterables
         )
-      })).pipe(Stream.mapError(scrub), Stream.withSpan("BedrockProvider.stream", { ...chatSpan, attributes: { ...chatSpan.attributes, provider: name, model: call.model_id, "gen_ai.request.model": call.model_id } }))
+      })).pipe(Stream.mapError(scrub), Spans.streamSpan("BedrockProvider.stream", { ...chatSpan, attributes: { ...chatSpan.attributes, provider: name, model: call.model_id, "gen_ai.request.model": call.model_id } }))
     }
 
     const embedOne = (call: LlmProvider.EmbedCall, text: string) =>

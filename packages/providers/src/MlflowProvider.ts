@@ -334,7 +334,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
 
     const chatSpan = clientSpan(name, "chat", base)
 
-    const complete = Effect.fn("MlflowProvider.complete", chatSpan)(function*(call: LlmProvider.ProviderCall) {
+    const complete = (call: LlmProvider.ProviderCall) => Effect.gen(function*() {
       yield* Spans.annotate({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
       const response = yield* exchange(call.model_id, toChatBody(call, false), ChatResponse, contextOf(call.model_id))
       const choice = response.choices[0]
@@ -350,7 +350,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         finish_reason: choice.finish_reason ?? "unknown",
         ...(toolCalls.length === 0 ? {} : { tool_calls: toolCalls })
       } satisfies LlmProvider.Completion
-    }, Effect.mapError(scrub))
+    }).pipe(Effect.mapError(scrub), Spans.span("MlflowProvider.complete", chatSpan))
 
     const stream = (call: LlmProvider.ProviderCall): Stream.Stream<LlmProvider.StreamEvent, Errors.ProviderError> => {
       const context = contextOf(call.model_id)
@@ -458,7 +458,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
             }))
         )
         return Stream.repeatEffectOption(pull).pipe(Stream.flattenIterables)
-      })).pipe(Stream.mapError(scrub), Stream.withSpan("MlflowProvider.stream", { ...chatSpan, attributes: { ...chatSpan.attributes, provider: name, model: call.model_id, "gen_ai.request.model": call.model_id } }))
+      })).pipe(Stream.mapError(scrub), Spans.streamSpan("MlflowProvider.stream", { ...chatSpan, attributes: { ...chatSpan.attributes, provider: name, model: call.model_id, "gen_ai.request.model": call.model_id } }))
     }
 
     const embed = Effect.fn("MlflowProvider.embed", clientSpan(name, "embeddings", base))(function*(call: LlmProvider.EmbedCall) {

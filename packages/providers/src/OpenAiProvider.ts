@@ -541,7 +541,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
             })
         )
         return Stream.repeatEffectChunkOption(pull)
-      }).pipe(Effect.mapError(scrub))).pipe(Stream.withSpan("OpenAiProvider.stream", { ...chatSpan, attributes: { ...chatSpan.attributes, provider: name, model: call.model_id, "gen_ai.request.model": call.model_id } }))
+      }).pipe(Effect.mapError(scrub))).pipe(Spans.streamSpan("OpenAiProvider.stream", { ...chatSpan, attributes: { ...chatSpan.attributes, provider: name, model: call.model_id, "gen_ai.request.model": call.model_id } }))
     }
 
     const embed = Effect.fn("OpenAiProvider.embed", clientSpan(system, "embeddings", options.baseUrl))(function*(call: LlmProvider.EmbedCall) {
