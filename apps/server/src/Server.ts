@@ -73,11 +73,14 @@ export const layerWith = <E>(
   config: Config.GatewayConfig,
   servicesLayer: Layer.Layer<Layers.Services, E>,
   options: Options = {}
-): Layer.Layer<Layers.Services | HttpServer.HttpServer, E | ServeError | ConfigError> =>
-  Layer.flatMap(servicesLayer, (services) => {
+): Layer.Layer<Layers.Services | HttpServer.HttpServer, E | ServeError | ConfigError> => {
+  const tracing = options.tracing ?? Tracing.enabled(config)
+  // With tracing off, the services' own fibers (the audit writer, the budget-slice sweeper…) make
+  // no spans either: Effect would still make them, for no one to receive.
+  const built = tracing ? servicesLayer : Layer.provide(servicesLayer, Layer.setTracerEnabled(false))
+  return Layer.flatMap(built, (services) => {
     let nodeServer: LaneServer | undefined
     const listener = NodeHttpServer.layer(() => (nodeServer = new LaneServer().on("clientError", onClientError)), { host: config.server.host, port: config.server.port })
-    const tracing = options.tracing ?? Tracing.enabled(config)
     // The fast lane (chat completions straight on Node's server) once the app serves; with tracing
     // on, the platform serves that route too, with its HTTP span.
     const lane = Layer.scopedDiscard(Effect.gen(function*() {
@@ -132,6 +135,7 @@ export const layerWith = <E>(
       Layer.provideMerge(Layer.succeedContext(services))
     )
   }).pipe(Layer.provide(Tracing.layer(config)))
+}
 
 /** Node's HTTP server, offering each request to the fast lane (when one is installed) before the app. */
 class LaneServer extends NodeServer {

@@ -1,5 +1,6 @@
 export * as Caller from "./Caller.js"
 export * as Config from "./Config.js"
+export * as Deadline from "./Deadline.js"
 export * as Errors from "./Errors.js"
 export * as Ids from "./Ids.js"
 export * as LlmRequest from "./LlmRequest.js"

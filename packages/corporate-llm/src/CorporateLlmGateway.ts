@@ -4,7 +4,7 @@
  * usage, and writes exactly one audit row whatever the outcome.
  */
 import { Cause, Chunk, Clock, Context, Duration, Effect, Either, Exit, FiberId, FiberRef, Layer, Option, Ref, Schedule, Stream } from "effect"
-import { Caller, Errors, Ids, LlmRequest, ModelCatalog, Money, Redaction, Spans, ThrottledLog } from "@tidyllm/core"
+import { Caller, Deadline, Errors, Ids, LlmRequest, ModelCatalog, Money, Redaction, Spans, ThrottledLog } from "@tidyllm/core"
 import type { Config, Usage } from "@tidyllm/core"
 import * as AuditLog from "./AuditLog.js"
 import * as BudgetLedger from "./BudgetLedger.js"
@@ -13,7 +13,6 @@ import type { Completion, LlmProvider, ProviderCall, StreamEvent as ProviderStre
 import * as LlmProviders from "./LlmProviders.js"
 import * as Metrics from "./Metrics.js"
 import * as GenAi from "./internal/genAi.js"
-import * as Deadline from "./internal/deadline.js"
 import { auditPrompt } from "./internal/prompt.js"
 import { embeddingTokensUpperBound, inputTokensTypical, inputTokensUpperBound } from "./internal/tokens.js"
 

@@ -19,7 +19,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import * as SqlSchema from "@effect/sql/SqlSchema"
-import { Errors, Money } from "@tidyllm/core"
+import { Deadline, Errors, Money, Spans } from "@tidyllm/core"
 import { AuditLog } from "@tidyllm/corporate-llm"
 import { Chunk, Deferred, Duration, Effect, Fiber, GlobalValue, Layer, Metric, MetricBoundaries, Option, ParseResult, Queue, Ref, Schema } from "effect"
 import type { Scope } from "effect"
@@ -246,13 +246,9 @@ export const make = (options: Options = {}): Effect.Effect<AuditLog.Service, nev
       const attempt = (delay: number): Effect.Effect<void, SqlError> =>
         Effect.suspend(() => {
           const remaining = deadline() - clock.unsafeCurrentTimeMillis()
-          return insert(rows).pipe(
-            // A hung connection must not hold the writers past their deadline (1 s to maxWait per try).
-            Effect.timeoutFail({
-              duration: Math.max(Math.min(remaining, maxWaitMs), 1_000),
-              onTimeout: () => new SqlError({ message: "audit insert timed out", cause: new Error("timed out") })
-            })
-          )
+          // A hung connection must not hold the writers past their deadline (1 s to maxWait per try).
+          return Deadline.timeoutFail(insert(rows), Math.max(Math.min(remaining, maxWaitMs), 1_000), () =>
+            new SqlError({ message: "audit insert timed out", cause: new Error("timed out") }))
         }).pipe(
           Effect.catchAll((error) => {
             const left = deadline() - clock.unsafeCurrentTimeMillis()
@@ -301,7 +297,7 @@ export const make = (options: Options = {}): Effect.Effect<AuditLog.Service, nev
             Effect.zipRight(failAll(batch, new Errors.StoreUnavailable({ message: "audit log writer failed", store: STORE })))
           )
         ),
-        Effect.withSpan("PgAuditLog.flush", { attributes: { "tidyllm.audit.batch_size": batch.length } })
+        Spans.span("PgAuditLog.flush", { attributes: { "tidyllm.audit.batch_size": batch.length } })
       )
 
     const isPending = (item: Item): item is Pending => item !== STOP
