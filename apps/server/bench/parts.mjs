@@ -3,7 +3,11 @@
 // mock upstream in a child process, N concurrent callers for 3 × S seconds per piece, the median
 // of `process.cpuUsage()` per call. Run it pinned to one CPU (the upstream goes to the other):
 //
-//   pnpm build && taskset -c 0 node apps/server/bench/parts.mjs [--conc 10] [--secs 3] [--durability sync|buffered] [--only a,b]
+//   pnpm build && taskset -c 0 node apps/server/bench/parts.mjs [--conc 10] [--secs 3] [--durability sync|buffered] [--only a,b] [--ops]
+//
+// Every piece runs with tracing off, as the fast lane does. With `--ops` it also counts the Effect
+// operations each call runs (its fiber and the fibers it forks; a supervisor sees every step of
+// the run loop).
 //
 // It lives in the server package so that `effect` and the workspace packages resolve from here.
 import { writeFileSync, mkdtempSync, rmSync } from "node:fs"
@@ -12,7 +16,7 @@ import { tmpdir } from "node:os"
 import { spawn } from "node:child_process"
 import { createInterface } from "node:readline"
 import { Readable } from "node:stream"
-import { Effect, ManagedRuntime, Option, Stream } from "effect"
+import { Effect, ManagedRuntime, Option, RuntimeFlags, RuntimeFlagsPatch, Stream, Supervisor } from "effect"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { AuditLog, BudgetLedger, LlmProviders, CorporateLlmGateway } from "@tidyllm/corporate-llm"
 import { AiProcessingGateway } from "@tidyllm/ai-processing"
@@ -24,6 +28,7 @@ import { scratchDatabase } from "../../../bench/lib.mjs"
 const arg = (n, d) => { const i = process.argv.indexOf(`--${n}`); return i > 0 ? process.argv[i + 1] : d }
 const conc = Number(arg("conc", 10)), secs = Number(arg("secs", 3)), durability = arg("durability", "sync")
 const only = arg("only")?.split(",")
+const countOps = process.argv.includes("--ops")
 
 const up = spawn("taskset", ["-c", "1", process.execPath, new URL("../../../bench/upstream.mjs", import.meta.url).pathname, "--port", "0", "--latency", "0"], { stdio: ["ignore", "pipe", "inherit"] })
 const port = await new Promise((resolve) => createInterface({ input: up.stdout }).once("line", (l) => resolve(JSON.parse(l).ports["0"])))
@@ -94,11 +99,30 @@ const run = async (piece, ms) => {
   const end = Date.now() + ms
   await Promise.all(Array.from({ length: conc }, async () => {
     while (Date.now() < end) {
-      await rt.runPromise(piece())
+      // Tracing off, as the fast lane serves while no OTLP endpoint is configured.
+      await rt.runPromise(Effect.withTracerEnabled(piece(), false))
       n++
     }
   }))
   return n
+}
+
+/** Counts the steps of the run loop of the fibers it supervises. */
+class OpCounter extends Supervisor.AbstractSupervisor {
+  count = 0
+  get value() { return Effect.sync(() => this.count) }
+  onEffect() { this.count++ }
+}
+const opsPerCall = async (piece, calls = 200) => {
+  const counter = new OpCounter()
+  for (let i = 0; i < calls; i++) {
+    await rt.runPromise(piece().pipe(
+      Effect.withTracerEnabled(false),
+      Effect.supervised(counter),
+      Effect.withRuntimeFlagsPatch(RuntimeFlagsPatch.enable(RuntimeFlags.OpSupervision))
+    ))
+  }
+  return counter.count / calls
 }
 
 try {
@@ -114,7 +138,8 @@ try {
       perCall.push((used.user + used.system) / 1000 / n)
     }
     perCall.sort((a, b) => a - b)
-    console.log(`${name.padEnd(28)} ${perCall[1].toFixed(3)} (${perCall[0].toFixed(3)}-${perCall[2].toFixed(3)})`)
+    const ops = countOps ? `  ${(await opsPerCall(piece)).toFixed(0)} Effect ops/call` : ""
+    console.log(`${name.padEnd(28)} ${perCall[1].toFixed(3)} (${perCall[0].toFixed(3)}-${perCall[2].toFixed(3)})${ops}`)
   }
 } finally {
   await rt.dispose()
