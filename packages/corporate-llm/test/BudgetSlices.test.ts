@@ -72,6 +72,49 @@ describe("BudgetSlices", () => {
       expect(spentByReplicas).toBe(charged)
     }))
 
+  it.live("requests that fit the open leases skip the lock; leases still change under a slow ledger, never booked past their size", () =>
+    Effect.gen(function*() {
+      const memory = yield* BudgetLedger.makeMemory
+      // Each round trip to the underlying ledger takes a while: leases are taken and given back
+      // while other requests arrive and book into the open ones.
+      const slow = <A, E>(self: Effect.Effect<A, E>) => Effect.zipRight(Effect.sleep(Duration.millis(2)), self)
+      let overbooked = 0
+      const base: BudgetLedger.Service = {
+        ...memory,
+        reserve: (i) => slow(memory.reserve(i)),
+        settle: (r, a) => Effect.suspend(() => {
+          if (a > r.amount) overbooked++
+          return slow(memory.settle(r, a))
+        })
+      }
+      // Two scopes, as a team's request has: a request may find one lease open and wait on the
+      // ledger for the other's.
+      const g = scope(100_000_000)
+      const team = scope(50_000_000, "team:a")
+      const slicesScope = yield* Scope.make()
+      const sliced = yield* BudgetSlices.make(base, { fraction: 0.01 }).pipe(Scope.extend(slicesScope))
+      const rng = Random.make("fast path")
+      let charged = 0
+      yield* Effect.forEach(Array.from({ length: 400 }, (_, i) => i), (i) =>
+        Effect.gen(function*() {
+          // Every request spends all it reserved: a lease booked past its size would show.
+          const amount = yield* rng.nextIntBetween(1_000, 20_000)
+          yield* Effect.sleep(Duration.millis(yield* rng.nextIntBetween(0, 300)))
+          const r = yield* sliced.reserve(input(amount, [g, team], i))
+          yield* Effect.sleep(Duration.millis(yield* rng.nextIntBetween(0, 3)))
+          yield* sliced.settle(r, Money.Nanos(amount))
+          charged += amount
+        }), { concurrency: "unbounded", discard: true })
+      expect(yield* sliced.openReservations).toBe(0)
+      for (const s of [g, team]) expect((yield* sliced.status([s]))[0]).toMatchObject({ spent: charged, reserved: 0 })
+      // Every lease goes back: none was charged more than it reserved, and the ledger holds exactly
+      // what was spent.
+      yield* Scope.close(slicesScope, Exit.void)
+      expect(overbooked).toBe(0)
+      expect(yield* memory.openReservations).toBe(0)
+      for (const s of [g, team]) expect((yield* memory.status([s]))[0]).toMatchObject({ spent: charged, reserved: 0 })
+    }))
+
   it.effect("an idle lease is returned, so another replica can use the last of the budget", () =>
     Effect.gen(function*() {
       const base = yield* BudgetLedger.makeMemory
