@@ -36,9 +36,12 @@ import { WorkflowsHttp } from "./workflows/Http.js"
 /** Options of the server. */
 export interface Options extends Layers.Options {
   /**
-   * Trace every HTTP request with a span (default: on when `observability.otlp_endpoint` is set,
-   * which also installs the OTLP exporter; off otherwise, the span costing ~0.1 ms of CPU per
-   * request). The gateways' own spans are unaffected.
+   * Make spans (default: on when `observability.otlp_endpoint` is set, which also installs the OTLP
+   * exporter): an HTTP span per request, and the gateways', providers' and stores' spans under it,
+   * for whatever tracer is installed. Off, no span is made at all — Effect's tracer is disabled for
+   * the server and its services (Effect would otherwise still make spans, for no one to receive,
+   * at a cost on every request), and chat completions take the fast lane. An embedder that
+   * installs a tracer of its own (`Layer.setTracer`) sets this to `true`.
    */
   readonly tracing?: boolean | undefined
   /** On shutdown, how long in-flight requests may finish before their connections are cut (default `server.shutdown_grace_seconds`). */
