@@ -71,12 +71,6 @@ export const make = (base: BudgetLedger.Service, options: Options): Effect.Effec
     const locals = new Map<string, Local>()
     // One permit: the in-memory books and lease changes are one critical section.
     const lock = yield* Effect.makeSemaphore(1)
-    // Fibers in the critical section or waiting for it. While there are none, the books are
-    // consistent (no lease change is half done across a round trip), and a request that fits the
-    // open leases is reserved and settled in one synchronous step, without the lock.
-    let inLock = 0
-    const locked = <A, E>(body: Effect.Effect<A, E>): Effect.Effect<A, E> =>
-      Effect.acquireUseRelease(Effect.sync(() => inLock++), () => lock.withPermits(1)(body), () => Effect.sync(() => inLock--))
 
     const keyOf = (scope: BudgetLedger.Scope, periodStart: string) => `${scope.key}@${scope.period}@${periodStart}`
 
@@ -125,37 +119,8 @@ export const make = (base: BudgetLedger.Service, options: Options): Effect.Effec
         }
       })
 
-    /** The reservation, when every scope's open lease has room for it (nothing else to do then). */
-    const reserveInLeases = (input: BudgetLedger.ReserveInput, now: number): BudgetLedger.Reservation | undefined => {
-      const chosen: Array<Lease> = []
-      for (const scope of input.scopes) {
-        const current = active.get(keyOf(scope, BudgetLedger.periodStart(scope.period, now)))
-        if (current === undefined || current.reservation.amount - current.used < input.amount || current.scope.limit !== scope.limit) return undefined
-        chosen.push(current)
-      }
-      return book(input, chosen, now)
-    }
-
-    /** Books `input` against `chosen` (one lease per scope). */
-    const book = (input: BudgetLedger.ReserveInput, chosen: ReadonlyArray<Lease>, now: number): BudgetLedger.Reservation => {
-      for (const l of chosen) {
-        l.used += input.amount
-        l.open += 1
-        l.lastUsed = now
-      }
-      const id = Ids.randomUuid()
-      locals.set(id, { amount: input.amount, leases: chosen })
-      return { id, amount: input.amount, rows: chosen.map((l) => ({ scope: l.scope.key, period: l.scope.period, period_start: l.period_start })) }
-    }
-
     const reserve = (input: BudgetLedger.ReserveInput) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        const fast = inLock === 0 ? reserveInLeases(input, now) : undefined
-        return fast === undefined ? reserveLocked(input) : Effect.succeed(fast)
-      })
-
-    const reserveLocked = (input: BudgetLedger.ReserveInput) =>
-      locked(Effect.gen(function*() {
+      lock.withPermits(1)(Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         const chosen: Array<Lease> = []
         for (const scope of input.scopes) {
@@ -173,44 +138,31 @@ export const make = (base: BudgetLedger.Service, options: Options): Effect.Effec
           }
           chosen.push(current ?? (yield* lease(scope, ps, input.amount, input.request_id, now)))
         }
-        return book(input, chosen, now)
+        for (const l of chosen) {
+          l.used += input.amount
+          l.open += 1
+          l.lastUsed = now
+        }
+        const id = Ids.randomUuid()
+        locals.set(id, { amount: input.amount, leases: chosen })
+        return { id, amount: input.amount, rows: chosen.map((l) => ({ scope: l.scope.key, period: l.scope.period, period_start: l.period_start })) }
       }))
 
-    /** Charges `actual` to the leases of a reservation; the leases that are retiring and now idle, to give back. */
-    const charge = (local: Local, actual: Money.Nanos): Array<Lease> => {
-      const idle: Array<Lease> = []
-      for (const l of local.leases) {
-        l.used += actual - local.amount
-        l.spent += actual
-        l.open -= 1
-        if (l.retiring && l.open === 0) idle.push(l)
-      }
-      return idle
-    }
-
     const settle = (reservation: BudgetLedger.Reservation, actual: Money.Nanos) =>
-      Effect.suspend(() => {
-        const local = locals.get(reservation.id)
-        if (local === undefined) return Effect.void
-        // Nothing to give back: no round trip, so the books can be changed at once.
-        if (inLock === 0 && !local.leases.some((l) => l.retiring && l.open === 1)) {
-          locals.delete(reservation.id)
-          charge(local, actual)
-          return Effect.void
-        }
-        return settleLocked(reservation, actual)
-      })
-
-    const settleLocked = (reservation: BudgetLedger.Reservation, actual: Money.Nanos) =>
-      locked(Effect.gen(function*() {
+      lock.withPermits(1)(Effect.gen(function*() {
         const local = locals.get(reservation.id)
         if (local === undefined) return
         locals.delete(reservation.id)
-        for (const l of charge(local, actual)) yield* giveBack(l)
+        for (const l of local.leases) {
+          l.used += actual - local.amount
+          l.spent += actual
+          l.open -= 1
+          if (l.retiring && l.open === 0) yield* giveBack(l)
+        }
       }))
 
     /** Returns idle and old leases (run periodically). */
-    const sweep = locked(Effect.gen(function*() {
+    const sweep = lock.withPermits(1)(Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
       for (const l of [...active.values()]) {
         if ((l.open === 0 && now - l.lastUsed >= idleMs) || now - l.created >= rotateMs) yield* retire(l)
@@ -224,7 +176,7 @@ export const make = (base: BudgetLedger.Service, options: Options): Effect.Effec
     )
     // At shutdown every lease goes back, charged with what was spent plus what is still open on it.
     yield* Effect.addFinalizer(() =>
-      locked(Effect.forEach([...active.values(), ...retiring], (l) => {
+      lock.withPermits(1)(Effect.forEach([...active.values(), ...retiring], (l) => {
         active.delete(l.key)
         const stillOpen = l.used - l.spent
         return base.settle(l.reservation, Money.Nanos(Math.min(l.reservation.amount, l.spent + Math.max(0, stillOpen)))).pipe(

@@ -72,7 +72,7 @@ describe("BudgetSlices", () => {
       expect(spentByReplicas).toBe(charged)
     }))
 
-  it.live("requests that fit the open leases skip the lock; leases still change under a slow ledger, never booked past their size", () =>
+  it.live("two-scope requests under a slow ledger: leases change while others book into them, none is booked past its size", () =>
     Effect.gen(function*() {
       const memory = yield* BudgetLedger.makeMemory
       // Each round trip to the underlying ledger takes a while: leases are taken and given back
