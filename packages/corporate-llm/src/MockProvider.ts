@@ -4,7 +4,7 @@
  */
 import { createHash } from "node:crypto"
 import { Duration, Effect, Stream, type Tracer } from "effect"
-import type { LlmRequest } from "@tidyllm/core"
+import { Spans, type LlmRequest } from "@tidyllm/core"
 import type { Completion, EmbedCall, Embeddings, LlmProvider, ProviderCall, StreamEvent } from "./LlmProvider.js"
 import { inputTokensTypical } from "./internal/tokens.js"
 
@@ -85,7 +85,7 @@ export const make = (options?: Options): LlmProvider => {
   return {
     name,
     mock: true,
-    complete: (call) => delay(Effect.sync(() => answer(call))).pipe(Effect.withSpan("MockProvider.complete", span("chat", call.model_id))),
+    complete: (call) => delay(Effect.sync(() => answer(call))).pipe(Spans.span("MockProvider.complete", span("chat", call.model_id))),
     stream: (call) =>
       Stream.unwrap(delay(Effect.sync(() => {
         const a = answer(call)
@@ -99,8 +99,8 @@ export const make = (options?: Options): LlmProvider => {
         return chunkDelay > 0
           ? Stream.fromIterable(events).pipe(Stream.tap(() => Effect.sleep(Duration.millis(chunkDelay))))
           : Stream.fromIterable(events)
-      }))).pipe(Stream.withSpan("MockProvider.stream", span("chat", call.model_id))),
-    embed: (call) => delay(Effect.sync(() => embeddings(call))).pipe(Effect.withSpan("MockProvider.embed", span("embeddings", call.model_id))),
+      }))).pipe(Spans.streamSpan("MockProvider.stream", span("chat", call.model_id))),
+    embed: (call) => delay(Effect.sync(() => embeddings(call))).pipe(Spans.span("MockProvider.embed", span("embeddings", call.model_id))),
     health: Effect.succeed({ configured: true, detail: "offline mock provider: answers are not from a model" })
   }
 }
