@@ -140,8 +140,14 @@ describe("Postgres stopped for 5 s under load", () => {
           expect(o.endedAt - o.startedAt, `${o.id} took ${o.endedAt - o.startedAt} ms`).toBeLessThanOrEqual(FAIL_CLOSED_WITHIN_MS)
         }
         if (durability === "sync") {
-          // With the database gone no request can commit its row, so some fail closed.
-          expect(t.unavailable).toBeGreaterThan(0)
+          // With the database gone no request can commit its row, so none is answered 2xx while it
+          // is down (0.5 s after the stop finished, up to 1 s before the start returned: the server
+          // may accept connections before `start` returns): a request in flight meanwhile fails
+          // closed with 503, or is answered once the database is back. Which of the two is a race
+          // (a writer's last try, at least 1 s long, may outlast a 5 s outage), so either counts.
+          const answeredWhileDown = outcomes.filter((o) => isOk(o) && o.endedAt > stoppedAt + 500 && o.endedAt < upAt - 1_000)
+          expect(answeredWhileDown.map((o) => `${o.id} answered ${o.endedAt - downAt} ms after the stop`)).toEqual([])
+          expect(t.unavailable + during.filter(isOk).length).toBeGreaterThan(0)
         }
         // The server recovered by itself: what was sent after readiness came back succeeded.
         expect(after.length).toBeGreaterThan(0)
