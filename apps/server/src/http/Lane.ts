@@ -119,9 +119,9 @@ export const make = Effect.gen(function*() {
       if (Either.isLeft(answer)) return yield* sendError(answer.left)
       return yield* answer.right._tag === "Json" ? sendJson(200, answer.right.body, {}) : sendEvents(answer.right.events)
     }).pipe(
+      // No tracer to turn off here: the lane serves only while tracing is off, and then the whole
+      // server runs with Effect's tracer disabled (Server.layerWith), these fibers included.
       Effect.scoped,
-      // The lane serves only while tracing is off: the gateways' spans would go nowhere.
-      Effect.withTracerEnabled(false),
       Effect.catchAllCause((cause) => {
         if (Cause.isInterruptedOnly(cause)) return Effect.void
         return Effect.logError(`unhandled failure serving POST ${PATH}`, cause).pipe(
