@@ -453,14 +453,15 @@ export const make = Effect.gen(function*() {
     return { ...base, status: "error", error: { type: "internal_error", message: Cause.pretty(cause).split("\n")[0] ?? "defect" } }
   }
 
+  /** The failure of a provider call (or a stream's wait for its next event) that outlasted `ms`. */
+  const timedOut = (a: { readonly provider: { readonly name: string }; readonly call: { readonly model: { readonly id: string } } }, ms: number) => () =>
+    new Errors.ProviderError({
+      message: `no answer from '${a.provider.name}' within ${ms} ms`,
+      provider: a.provider.name, model: a.call.model.id, kind: "timeout", retryable: true
+    })
+
   const withTimeout = <A>(self: Effect.Effect<A, Errors.ProviderError>, a: Admitted, options: CallOptions) =>
-    options.timeout_ms === undefined
-      ? self
-      : Deadline.timeoutFail(self, options.timeout_ms, () =>
-        new Errors.ProviderError({
-          message: `no answer from '${a.provider.name}' within ${options.timeout_ms} ms`,
-          provider: a.provider.name, model: a.call.model.id, kind: "timeout", retryable: true
-        }))
+    options.timeout_ms === undefined ? self : Deadline.timeoutFail(self, options.timeout_ms, timedOut(a, options.timeout_ms))
 
   const process = (request: LlmRequest.LLMRequest, options: CallOptions) => Effect.gen(function*() {
     const started = yield* Clock.currentTimeMillis
@@ -590,11 +591,7 @@ export const make = Effect.gen(function*() {
           return Chunk.unsafeFromArray(out)
         })
       )
-      const timed = options.timeout_ms === undefined ? upstream : Deadline.streamTimeoutFail(upstream, options.timeout_ms, () =>
-        new Errors.ProviderError({
-          message: `no answer from '${admitted.provider.name}' within ${options.timeout_ms} ms`,
-          provider: admitted.provider.name, model: admitted.call.model.id, kind: "timeout", retryable: true
-        }))
+      const timed = options.timeout_ms === undefined ? upstream : Deadline.streamTimeoutFail(upstream, options.timeout_ms, timedOut(admitted, options.timeout_ms))
       return Stream.concat(timed, Stream.fromEffect(finish))
     })).pipe(
       // Setup, provider stream, `finish` and the finalizer run under this span, which ends after
@@ -644,13 +641,7 @@ export const make = Effect.gen(function*() {
           scopes: scopes(options.caller), amount: admitted.worstCase, request_id: options.request_id, ttl_ms: settings.reservation_ttl_seconds * 1000
         }).pipe(Effect.tapError((e) => writeAudit(auditId, asChat, options, reason, started, { ...rejectionOutcome(asChat, e), ...base })))
         const call = admitted.embedFn(admitted.call)
-        const timed = options.timeout_ms === undefined ? call : Effect.timeoutFail(call, {
-          duration: options.timeout_ms,
-          onTimeout: () => new Errors.ProviderError({
-            message: `no answer from '${admitted.provider.name}' within ${options.timeout_ms} ms`,
-            provider: admitted.provider.name, model: admitted.call.model.id, kind: "timeout", retryable: true
-          })
-        })
+        const timed = options.timeout_ms === undefined ? call : Effect.timeoutFail(call, { duration: options.timeout_ms, onTimeout: timedOut(admitted, options.timeout_ms) })
         const callStart = clock.unsafeCurrentTimeNanos()
         const exit = yield* Effect.exit(restore(timed))
         yield* upstreamEnded(admitted, callStart, exit)
