@@ -23,6 +23,7 @@ import { AiProcessingGateway } from "@tidyllm/ai-processing"
 import { ModelCatalog } from "@tidyllm/core"
 import { Layers, Load } from "../dist/index.js"
 import * as Chat from "../dist/chat/Http.js"
+import * as Sse from "../dist/chat/Sse.js"
 import { scratchDatabase } from "../../../bench/lib.mjs"
 
 const arg = (n, d) => { const i = process.argv.indexOf(`--${n}`); return i > 0 ? process.argv[i + 1] : d }
@@ -123,6 +124,74 @@ const opsPerCall = async (piece, calls = 200) => {
     ))
   }
   return counter.count / calls
+}
+
+/** Wall time from the call to a stream's first event, one caller at a time (median, p90 of --n calls). */
+const firstEvent = async (name, stream, n = Number(arg("n", 400))) => {
+  const times = []
+  for (let i = 0; i < n + 50; i++) {
+    const start = performance.now()
+    let first
+    await rt.runPromise(Effect.withTracerEnabled(Stream.runForEach(stream(), () => Effect.sync(() => { first ??= performance.now() })), false))
+    if (i >= 50) times.push(first - start)
+  }
+  times.sort((a, b) => a - b)
+  let ops = ""
+  if (countOps) {
+    const counter = new OpCounter()
+    let atFirst = 0
+    for (let i = 0; i < 100; i++) {
+      let seen = false
+      const before = counter.count
+      await rt.runPromise(Stream.runForEach(stream(), () => Effect.sync(() => { if (!seen) { seen = true; atFirst += counter.count - before } })).pipe(
+        Effect.withTracerEnabled(false),
+        Effect.supervised(counter),
+        Effect.withRuntimeFlagsPatch(RuntimeFlagsPatch.enable(RuntimeFlags.OpSupervision))
+      ))
+    }
+    ops = `, ${(atFirst / 100).toFixed(0)} Effect ops to the first event, ${(counter.count / 100).toFixed(0)} in all`
+  }
+  console.log(`${name.padEnd(28)} first event p50 ${times[Math.floor(n / 2)].toFixed(3)} ms, p90 ${times[Math.floor(n * 0.9)].toFixed(3)}${ops}`)
+}
+
+if (process.argv.includes("--first")) {
+  try {
+    const call = { model, model_id: "gpt-4o-mini", messages, max_tokens: 64 }
+    const { Pool } = await import("../../../packages/providers/node_modules/undici/index.js")
+    const pool = new Pool(`http://127.0.0.1:${port}`)
+    const rawBody = JSON.stringify({ model: "gpt-4o-mini", messages, max_tokens: 64, stream: true })
+    const raw = () => Stream.fromAsyncIterable({
+      async *[Symbol.asyncIterator]() {
+        const r = await pool.request({ method: "POST", path: "/v1/chat/completions", headers: { "content-type": "application/json" }, body: rawBody })
+        for await (const chunk of r.body) yield chunk
+      }
+    }, (e) => e)
+    {
+      const t = []
+      for (let i = 0; i < 450; i++) {
+        const s = performance.now()
+        const r = await pool.request({ method: "POST", path: "/v1/chat/completions", headers: { "content-type": "application/json" }, body: rawBody })
+        let first
+        for await (const c of r.body) first ??= performance.now()
+        if (i >= 50) t.push(first - s)
+      }
+      t.sort((a, b) => a - b)
+      console.log(`${"undici pool (no Effect)".padEnd(28)} first event p50 ${t[200].toFixed(3)} ms, p90 ${t[360].toFixed(3)}`)
+    }
+    await firstEvent("undici pool (raw)", raw)
+    await firstEvent("provider.stream", () => provider.stream(call))
+    await firstEvent("gw1.processStream", () => gw1.processStream(request, { ...context(), attempt: 1, timeout_ms: 30_000 }))
+    await firstEvent("gw2.processStream", () => gw2.processStream(request, context()))
+    const streamText = JSON.stringify({ ...request, stream: true })
+    const incomingStream = () => Object.assign(Readable.from([Buffer.from(streamText)]), { headers: { "content-type": "application/json", "content-length": String(streamText.length) } })
+    await firstEvent("handler (makeServe), SSE", () => Stream.unwrapScoped(Effect.map(serve(incomingStream(), context()), (a) => Sse.toStream(a.events))))
+    await pool.close()
+  } finally {
+    await rt.dispose()
+    up.kill()
+    rmSync(dir, { recursive: true, force: true })
+  }
+  process.exit(0)
 }
 
 try {

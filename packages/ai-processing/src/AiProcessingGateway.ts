@@ -6,7 +6,7 @@
  */
 import { createHash } from "node:crypto"
 import { Cause, Chunk, Clock, Context, Data, Duration, Effect, Either, ExecutionStrategy, Exit, Fiber, Layer, Option, Random, Ref, Schema, Scope, Stream } from "effect"
-import { Errors, LlmRequest, Spans, ThrottledLog } from "@tidyllm/core"
+import { Errors, LlmRequest, Pulls, Spans, ThrottledLog } from "@tidyllm/core"
 import type { Config } from "@tidyllm/core"
 import { CorporateLlmGateway } from "@tidyllm/corporate-llm"
 import { canonicalJson } from "./internal/canonicalJson.js"
@@ -55,6 +55,8 @@ export interface Health {
 export interface Service {
   readonly process: (request: LlmRequest.AIRequest, context: LlmRequest.CallContext) => Effect.Effect<LlmRequest.LLMResponse, Errors.GatewayError>
   readonly processStream: (request: LlmRequest.AIRequest, context: LlmRequest.CallContext) => Stream.Stream<StreamEvent, Errors.GatewayError>
+  /** `processStream` opened for pulling (`Pulls`): it succeeds once a backend gave its first events, or fails when none did. */
+  readonly openStream: (request: LlmRequest.AIRequest, context: LlmRequest.CallContext) => Pulls.Open<StreamEvent, Errors.GatewayError>
   /**
    * Embeddings through gateway #1 with the same retries, per-attempt timeout and failover as chat
    * (the request's `provider`, else the default, then the fallback backends that serve the model).
@@ -289,7 +291,7 @@ export const make = Effect.gen(function*() {
     })
 
   /** A cached answer as a stream: its text, each tool call whole, then `Done`. */
-  const replay = (response: LlmRequest.LLMResponse): Stream.Stream<StreamEvent> => {
+  const replay = (response: LlmRequest.LLMResponse): Pulls.Pull<StreamEvent, never> => {
     const text = response.data?.response ?? ""
     const calls = response.data?.tool_calls ?? []
     const events: Array<StreamEvent> = [
@@ -297,7 +299,7 @@ export const make = Effect.gen(function*() {
       ...calls.map((c, index) => ({ _tag: "ToolCallDelta", index, id: c.id, name: c.function.name, arguments: c.function.arguments } as const)),
       { _tag: "Done", response: response.data === undefined ? response : { ...response, data: { ...response.data, response: "" } } }
     ]
-    return Stream.fromIterable(events)
+    return Pulls.fromIterable(events)
   }
 
   // --- circuit breakers and failover -------------------------------------------------------------
@@ -463,8 +465,8 @@ export const make = Effect.gen(function*() {
     return { ...result.value, backend_used: result.backend, attempts: result.attempts } satisfies EmbedAnswer
   })
 
-  const processStream = (request: LlmRequest.AIRequest, context: LlmRequest.CallContext): Stream.Stream<StreamEvent, Errors.GatewayError> =>
-    Stream.unwrapScoped(Effect.gen(function*() {
+  const openStream = (request: LlmRequest.AIRequest, context: LlmRequest.CallContext): Pulls.Open<StreamEvent, Errors.GatewayError> =>
+    Effect.gen(function*() {
       const started = yield* Clock.currentTimeMillis
       const backends = backendsFor(request)
       const cached = yield* lookup(request, backends, context)
@@ -475,13 +477,16 @@ export const make = Effect.gen(function*() {
       const outer = yield* Effect.scope
       const opened = yield* withFailover(request, context, backends, (backend, attempt) =>
         Effect.gen(function*() {
+          // Each attempt in a scope of its own, closed (settled and audited by gateway #1) when it fails.
           const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
-          const pull = yield* Stream.toPull(gw1.processStream({ ...request, provider: backend }, { ...context, timeout_ms, attempt })).pipe(Scope.extend(scope))
-          const first = yield* pull.pipe(
-            Effect.catchAll((e) => Option.match(e, { onNone: () => Effect.succeed(Chunk.empty<StreamEvent>()), onSome: Effect.fail })),
+          return yield* Effect.gen(function*() {
+            const pull = yield* gw1.openStream({ ...request, provider: backend }, { ...context, timeout_ms, attempt })
+            const first = yield* Effect.catchAll(pull, (e) => Option.match(e, { onNone: () => Effect.succeed(Chunk.empty<StreamEvent>()), onSome: Effect.fail }))
+            return { first, pull }
+          }).pipe(
+            Scope.extend(scope),
             Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void))
           )
-          return { first, pull }
         }),
         true
       )
@@ -489,7 +494,17 @@ export const make = Effect.gen(function*() {
       // What went through: written by the stream (one consumer), read at its end and by the finalizer.
       const seen = { text: "", tools: [] as Array<Extract<StreamEvent, { _tag: "ToolCallDelta" }>>, finished: false }
       // The scope ends with the stream: failed, finished, or (successfully, without `Done`) when the client stopped reading.
-      yield* Effect.addFinalizer((exit) => Effect.suspend(() => streamEnded(opened.permit, seen.finished, exit)))
+      // The breaker hears of the ending once: a failure as the pull fails (the handler turns it into
+      // an event and ends), anything else as the scope closes.
+      const inThisSpan = yield* Pulls.keepSpan
+      let told = false
+      const ending = (exit: Exit.Exit<unknown, unknown>) =>
+        inThisSpan(Effect.suspend(() => {
+          if (told) return Effect.void
+          told = true
+          return streamEnded(opened.permit, seen.finished, exit)
+        }))
+      yield* Effect.addFinalizer(ending)
       /** The closing event: the answer is cached (when it applies), and its metadata gets the gateway's own. */
       const finished = (response: LlmRequest.LLMResponse) =>
         Effect.gen(function*() {
@@ -510,42 +525,54 @@ export const make = Effect.gen(function*() {
             response: { ...response, metadata: { ...response.metadata, latency_ms: Math.round(now - started), cache_hit: false, backend_used: opened.backend, attempts: opened.attempts } }
           } satisfies StreamEvent
         })
-      const rest = Stream.repeatEffectChunkOption(opened.value.pull)
-      return Stream.concat(Stream.fromChunk(opened.value.first), rest).pipe(
-        // Chunk by chunk (`Stream.mapEffect` would cut the stream into one-event chunks): the
-        // pieces pass as they are, and only `Done` takes an effect.
-        Stream.mapChunksEffect((chunk) => {
-          const out: Array<StreamEvent> = []
-          let done: Effect.Effect<StreamEvent> | undefined
-          let trailing = 0
-          for (const event of chunk) {
-            if (done !== undefined) {
-              trailing++
-              continue
-            }
-            if (event._tag === "Delta") {
-              // Only a cached answer needs the text.
-              if (Option.isSome(cached)) seen.text += event.text
-              out.push(event)
-            } else if (event._tag === "ToolCallDelta") {
-              seen.tools.push(event)
-              out.push(event)
-            } else {
-              done = finished(event.response)
-            }
+      /** A chunk of gateway #1's events as they go on: the pieces pass as they are, and only `Done` takes an effect. */
+      const onward = (chunk: Chunk.Chunk<StreamEvent>): Effect.Effect<Chunk.Chunk<StreamEvent>> => {
+        const out: Array<StreamEvent> = []
+        let done: Effect.Effect<StreamEvent> | undefined
+        let trailing = 0
+        for (const event of chunk) {
+          if (done !== undefined) {
+            trailing++
+            continue
           }
-          if (done === undefined) return Effect.succeed(Chunk.unsafeFromArray(out))
-          // Nothing follows `Done` in gateway #1's stream; were anything to, it keeps its place.
-          return Effect.map(done, (d) => Chunk.appendAll(Chunk.unsafeFromArray([...out, d]), Chunk.takeRight(chunk, trailing)))
-        })
-      )
-    })).pipe(Spans.streamSpan("AiProcessingGateway.processStream"))
+          if (event._tag === "Delta") {
+            // Only a cached answer needs the text.
+            if (Option.isSome(cached)) seen.text += event.text
+            out.push(event)
+          } else if (event._tag === "ToolCallDelta") {
+            seen.tools.push(event)
+            out.push(event)
+          } else {
+            done = finished(event.response)
+          }
+        }
+        if (done === undefined) return Effect.succeed(Chunk.unsafeFromArray(out))
+        // Nothing follows `Done` in gateway #1's stream; were anything to, it keeps its place.
+        return Effect.map(done, (d) => Chunk.appendAll(Chunk.unsafeFromArray([...out, d]), Chunk.takeRight(chunk, trailing)))
+      }
+      let first: Chunk.Chunk<StreamEvent> | undefined = opened.value.first
+      const rest = Effect.matchEffect(opened.value.pull, {
+        onSuccess: onward,
+        onFailure: (e) => Effect.zipRight(Option.isSome(e) ? Effect.uninterruptible(ending(Exit.fail(e.value))) : Effect.void, Effect.fail(e))
+      })
+      const pull: Pulls.Pull<StreamEvent, Errors.GatewayError> = Effect.suspend(() => {
+        if (first === undefined) return rest
+        const chunk = first
+        first = undefined
+        return onward(chunk)
+      })
+      return pull
+    }).pipe(Pulls.span("AiProcessingGateway.processStream"))
+
+  const processStream = (request: LlmRequest.AIRequest, context: LlmRequest.CallContext): Stream.Stream<StreamEvent, Errors.GatewayError> =>
+    Pulls.toStream(openStream(request, context))
 
   const openOrFailing = (b: CircuitBreakerStatus) => b.state !== "closed" || b.consecutive_failures > 0
 
   return AiProcessingGateway.of({
     process,
     processStream,
+    openStream,
     embed,
     backendsFor,
     // An open breaker does not make the replica unhealthy: every replica sees the same provider, and the others may still answer.

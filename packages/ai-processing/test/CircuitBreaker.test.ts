@@ -221,5 +221,25 @@ describe("circuit breaker per backend and model", () => {
         expect(failures(yield* Effect.flip(Stream.runDrain(gateway.processStream(req, ctx()))))).toEqual([["p1", 0, "circuit_open"]])
         expect(yield* Ref.get(p1.calls)).toBe(3)
       }))
+
+    it.effect("opened for pulling, as the handler reads it: a failure after the first token counts although the reader ends quietly", () =>
+      Effect.gen(function*() {
+        const p1 = yield* scripted("p1", () => Effect.succeed(ok()), () =>
+          Stream.concat(Stream.make({ _tag: "TextDelta" as const, text: "half" }), Stream.fail(providerError("stream"))))
+        const { gateway, rows } = yield* make([p1.provider], breaker)
+        for (let i = 0; i < 3; i++) {
+          // The handler sends the failure as an error event and closes its scope successfully.
+          const error = yield* Effect.scoped(Effect.gen(function*() {
+            const pull = yield* gateway.openStream(req, ctx(`pulled-${i}`))
+            expect(Chunk.toReadonlyArray(yield* pull)).toEqual([{ _tag: "Delta", text: "half" }])
+            return yield* Effect.flip(pull)
+          }))
+          expect(error._tag).toBe("Some")
+        }
+        expect((yield* gateway.breakers).map((b) => [b.state, b.consecutive_failures])).toEqual([["open", 3]])
+        // Gateway #1 audited each as the stream error it was, not as a client gone.
+        const pulled = (yield* Ref.get(rows)).filter((r) => r.request_id.startsWith("pulled-"))
+        expect(pulled.map((r) => r.status)).toEqual(["stream_error", "stream_error", "stream_error"])
+      }))
   })
 })

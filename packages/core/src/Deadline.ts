@@ -6,7 +6,7 @@
  * interrupts the call. The timer is the process's own, not the Effect `Clock` (a `TestClock` does
  * not move it).
  */
-import { Effect, Fiber, Option, Stream } from "effect"
+import { Effect, Fiber } from "effect"
 
 export const timeoutFail = <A, E, E2, R>(self: Effect.Effect<A, E, R>, ms: number, onTimeout: () => E2): Effect.Effect<A, E | E2, R> =>
   Effect.uninterruptibleMask((restore) =>
@@ -25,11 +25,3 @@ export const timeoutFail = <A, E, E2, R>(self: Effect.Effect<A, E, R>, ms: numbe
       })
     )
   )
-
-/**
- * `Stream.timeoutFail` (fails when the stream gives nothing for `ms`) over {@link timeoutFail}:
- * each pull of the stream is one timed call, instead of a race of forked fibers per element.
- */
-export const streamTimeoutFail = <A, E, E2, R>(self: Stream.Stream<A, E, R>, ms: number, onTimeout: () => E2): Stream.Stream<A, E | E2, R> =>
-  Stream.unwrapScoped(Effect.map(Stream.toPull(self), (pull) =>
-    Stream.repeatEffectChunkOption(timeoutFail(pull, ms, () => Option.some<E | E2>(onTimeout())))))

@@ -4,7 +4,7 @@
  * usage, and writes exactly one audit row whatever the outcome.
  */
 import { Cause, Chunk, Clock, Context, Duration, Effect, Either, Exit, FiberId, FiberRef, Layer, Option, Ref, Schedule, Stream } from "effect"
-import { Caller, Deadline, Errors, Ids, LlmRequest, ModelCatalog, Money, Redaction, Spans, ThrottledLog } from "@tidyllm/core"
+import { Caller, Deadline, Errors, Ids, LlmRequest, ModelCatalog, Money, Pulls, Redaction, Spans, ThrottledLog } from "@tidyllm/core"
 import type { Config, Usage } from "@tidyllm/core"
 import * as AuditLog from "./AuditLog.js"
 import * as BudgetLedger from "./BudgetLedger.js"
@@ -70,6 +70,12 @@ export interface Service {
   readonly process: (request: LlmRequest.LLMRequest, options: CallOptions) => Effect.Effect<Answer, Errors.GatewayError>
   /** Streams one request; budget and audit are settled before `Done` (or on failure/interruption). */
   readonly processStream: (request: LlmRequest.LLMRequest, options: CallOptions) => Stream.Stream<StreamEvent, Errors.GatewayError>
+  /**
+   * `processStream` opened for pulling (`Pulls`): the request is admitted, its budget reserved and
+   * the provider's response started when this succeeds; the scope's close settles and audits an
+   * ending without `Done`.
+   */
+  readonly openStream: (request: LlmRequest.LLMRequest, options: CallOptions) => Pulls.Open<StreamEvent, Errors.GatewayError>
   /** Embeds texts: the same admission, reservation, settlement and audit row as a chat call. */
   readonly embed: (request: LlmRequest.EmbeddingRequest, options: CallOptions) => Effect.Effect<LlmRequest.EmbeddingResponse, Errors.GatewayError>
   /** Audits an answer served from gateway #2's cache (cost zero); returns the audit id. */
@@ -501,8 +507,8 @@ export const make = Effect.gen(function*() {
     )
   }).pipe(Spans.span("CorporateLlmGateway.process", { attributes: { "gen_ai.operation.name": "chat" } }))
 
-  const processStream = (request: LlmRequest.LLMRequest, options: CallOptions): Stream.Stream<StreamEvent, Errors.GatewayError> =>
-    Stream.unwrapScoped(Effect.gen(function*() {
+  const openStream = (request: LlmRequest.LLMRequest, options: CallOptions): Pulls.Open<StreamEvent, Errors.GatewayError> =>
+    Effect.gen(function*() {
       const started = yield* Clock.currentTimeMillis
       const auditId = Ids.randomUuid()
       const { admitted, reservation } = yield* Effect.uninterruptible(admitAndReserve(request, options, auditId, started))
@@ -520,10 +526,15 @@ export const make = Effect.gen(function*() {
       // What reached the consumer so far: written by the stream (one consumer), read by `finish` and the finalizer after it.
       const delivered = { chars: 0, usage: Option.none<Usage.TokenUsage>(), finish: "stop", tools: [] as Array<ToolCallDelta> }
       const finished = yield* Ref.make(false)
-      // Settles and audits every ending that is not a clean finish (error, cancel, client gone).
-      yield* Effect.addFinalizer((exit) =>
-        Effect.gen(function*() {
+      // Settles and audits, once, an ending that is not a clean finish: a failure, as the pull
+      // fails (a layer above may turn it into an event and go on), else as the scope closes (cancel,
+      // client gone). The finalizer runs where the scope is closed (a layer above): its audit
+      // annotates this span.
+      const inThisSpan = yield* Pulls.keepSpan
+      const cut = (exit: Exit.Exit<unknown, unknown>) =>
+        inThisSpan(Effect.gen(function*() {
           if (yield* Ref.get(finished)) return
+          yield* Ref.set(finished, true)
           firstEventSeen()
           if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) yield* observeUpstream
           const d = delivered
@@ -537,8 +548,8 @@ export const make = Effect.gen(function*() {
           yield* ledger.settle(reservation, outcome.cost).pipe(Effect.ignore)
           yield* addOutputTokens(options.caller, usage.output_tokens)
           yield* writeAudit(auditId, request, options, admitted.reason, started, outcome).pipe(Effect.ignore)
-        })
-      )
+        })).pipe(Effect.uninterruptible)
+      yield* Effect.addFinalizer(cut)
       const finish = Effect.gen(function*() {
         firstEventSeen()
         yield* observeUpstream
@@ -565,39 +576,66 @@ export const make = Effect.gen(function*() {
         }
         return { _tag: "Done", response } as const
       }).pipe(Effect.uninterruptible)
-      const upstream = admitted.provider.stream(admitted.call).pipe(
-        Stream.mapChunks((chunk) => {
-          firstEventSeen()
-          const out: Array<StreamEvent> = []
-          for (const event of chunk) {
-            switch (event._tag) {
-              case "TextDelta":
-                delivered.chars += event.text.length
-                out.push({ _tag: "Delta", text: event.text })
-                break
-              case "Usage":
-                delivered.usage = Option.some(event.usage)
-                break
-              case "Finish":
-                delivered.finish = event.finish_reason
-                break
-              case "ToolCallDelta":
-                delivered.chars += event.arguments.length + (event.name?.length ?? 0)
-                delivered.tools.push(event)
-                out.push(event)
-                break
-            }
+      /** The provider's events as the gateway's: text and tool calls pass on, usage and the finish reason are kept for `Done`. */
+      const toEvents = (chunk: Chunk.Chunk<ProviderStreamEvent>): Array<StreamEvent> => {
+        const out: Array<StreamEvent> = []
+        for (const event of chunk) {
+          switch (event._tag) {
+            case "TextDelta":
+              delivered.chars += event.text.length
+              out.push({ _tag: "Delta", text: event.text })
+              break
+            case "Usage":
+              delivered.usage = Option.some(event.usage)
+              break
+            case "Finish":
+              delivered.finish = event.finish_reason
+              break
+            case "ToolCallDelta":
+              delivered.chars += event.arguments.length + (event.name?.length ?? 0)
+              delivered.tools.push(event)
+              out.push(event)
+              break
           }
-          return Chunk.unsafeFromArray(out)
-        })
+        }
+        return out
+      }
+      // The provider's stream, opened (its response started) within the call's timeout, and each
+      // later wait for its next events within the timeout too.
+      const provider = admitted.provider
+      const opening = provider.open === undefined ? Pulls.fromStream(provider.stream(admitted.call)) : provider.open(admitted.call)
+      const ms = options.timeout_ms
+      const upstream = ms === undefined
+        ? yield* opening
+        : Pulls.timeoutFail(yield* Deadline.timeoutFail(opening, ms, timedOut(admitted, ms)), ms, timedOut(admitted, ms))
+      const done: Pulls.Pull<StreamEvent, Errors.GatewayError> = Effect.mapBoth(finish, { onFailure: Option.some, onSuccess: (d) => Chunk.of<StreamEvent>(d) })
+      let ended = false
+      // The provider's events, then `Done` once it has ended (after the budget is settled and the row written).
+      const next: Pulls.Pull<StreamEvent, Errors.GatewayError> = Effect.suspend(() =>
+        ended
+          ? Pulls.end
+          : Effect.matchEffect(upstream, {
+            onSuccess: (chunk) => {
+              firstEventSeen()
+              const events = toEvents(chunk)
+              return events.length === 0 ? next : Effect.succeed(Chunk.unsafeFromArray(events))
+            },
+            onFailure: (e): Pulls.Pull<StreamEvent, Errors.GatewayError> => {
+              if (Option.isSome(e)) return Effect.fail(e)
+              ended = true
+              return done
+            }
+          })
       )
-      const timed = options.timeout_ms === undefined ? upstream : Deadline.streamTimeoutFail(upstream, options.timeout_ms, timedOut(admitted, options.timeout_ms))
-      return Stream.concat(timed, Stream.fromEffect(finish))
-    })).pipe(
-      // Setup, provider stream, `finish` and the finalizer run under this span, which ends after
-      // the finalizer: it carries the outcome of the stream as settled (finished, failed or cut).
-      Spans.streamSpan("CorporateLlmGateway.processStream", { attributes: { "gen_ai.operation.name": "chat", "gen_ai.request.stream": true } })
+      return Effect.tapError(next, (e) => (Option.isSome(e) ? cut(Exit.fail(e.value)) : Effect.void))
+    }).pipe(
+      // Setup, the provider's stream, `finish` and the finalizer run under this span, which ends
+      // after the finalizer: it carries the outcome of the stream as settled (finished, failed or cut).
+      Pulls.span("CorporateLlmGateway.processStream", { attributes: { "gen_ai.operation.name": "chat", "gen_ai.request.stream": true } })
     )
+
+  const processStream = (request: LlmRequest.LLMRequest, options: CallOptions): Stream.Stream<StreamEvent, Errors.GatewayError> =>
+    Pulls.toStream(openStream(request, options))
 
   const embed = Effect.fn("CorporateLlmGateway.embed", { attributes: { "gen_ai.operation.name": "embeddings" } })(function*(request: LlmRequest.EmbeddingRequest, options: CallOptions) {
     const started = yield* Clock.currentTimeMillis
@@ -748,6 +786,7 @@ export const make = Effect.gen(function*() {
   return CorporateLlmGateway.of({
     process,
     processStream,
+    openStream,
     embed,
     recordCacheHit,
     recordRejection,

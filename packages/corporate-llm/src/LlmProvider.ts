@@ -1,6 +1,6 @@
 /** The port every model provider implements (Bedrock, OpenAI, …, mock). */
 import type { Effect, Stream } from "effect"
-import type { Errors, LlmRequest, ModelCatalog, Usage } from "@tidyllm/core"
+import type { Errors, LlmRequest, ModelCatalog, Pulls, Usage } from "@tidyllm/core"
 
 /** One call as a provider receives it: the model already resolved, limits already applied. */
 export interface ProviderCall {
@@ -77,6 +77,11 @@ export interface LlmProvider {
   readonly complete: (call: ProviderCall) => Effect.Effect<Completion, Errors.ProviderError>
   /** Streams `TextDelta`s and `ToolCallDelta`s, then `Usage` and `Finish` (each at most once, in any order at the end). */
   readonly stream: (call: ProviderCall) => Stream.Stream<StreamEvent, Errors.ProviderError>
+  /**
+   * The same stream opened for pulling, if the provider has it (gateway #1 then pulls it directly
+   * instead of through a `Stream` stage, `Pulls`); `stream` is then `Pulls.toStream` of it.
+   */
+  readonly open?: ((call: ProviderCall) => Pulls.Open<StreamEvent, Errors.ProviderError>) | undefined
   /** Embeddings, for providers that serve embedding models. */
   readonly embed?: ((call: EmbedCall) => Effect.Effect<Embeddings, Errors.ProviderError>) | undefined
   readonly health: Effect.Effect<ProviderHealth>

@@ -4,9 +4,9 @@
  * own (`internal/jsonPost.ts`, `internal/sse.ts`), their failures mapped as the official `openai`
  * client maps them; embeddings through that client.
  */
-import { Errors, Spans, type LlmRequest, type Usage } from "@tidyllm/core"
+import { Errors, Pulls, Spans, type LlmRequest, type Usage } from "@tidyllm/core"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
-import { Chunk, Effect, Either, Option, Predicate, Redacted, Stream, type Scope } from "effect"
+import { Chunk, Effect, Either, Option, Predicate, Redacted, type Scope } from "effect"
 import type { EventSourceMessage } from "eventsource-parser"
 import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError, OpenAI } from "openai"
 import {
@@ -462,9 +462,9 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
       return data as unknown as OpenAI.ChatCompletionChunk
     }
 
-    const stream = (call: LlmProvider.ProviderCall): Stream.Stream<LlmProvider.StreamEvent, Errors.ProviderError> => {
+    const open = (call: LlmProvider.ProviderCall): Pulls.Open<LlmProvider.StreamEvent, Errors.ProviderError> => {
       const context = contextOf(call.model_id)
-      return Stream.unwrapScoped(Effect.gen(function*() {
+      return Effect.gen(function*() {
         yield* requireKey(context)
         const params = yield* paramsOf(call, context)
         // One controller for the whole exchange: aborting it after the response headers cancels
@@ -540,9 +540,13 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
                 seen.finish !== undefined && seen.usage !== undefined ? ending() : failWith(toProviderError(new Error("the stream was cut", { cause: error }), context))
             })
         )
-        return Stream.repeatEffectChunkOption(pull)
-      }).pipe(Effect.mapError(scrub))).pipe(Spans.streamSpan("OpenAiProvider.stream", { ...chatSpan, attributes: { ...chatSpan.attributes, provider: name, model: call.model_id, "gen_ai.request.model": call.model_id } }))
+        return pull
+      }).pipe(
+        Effect.mapError(scrub),
+        Pulls.span("OpenAiProvider.stream", { ...chatSpan, attributes: { ...chatSpan.attributes, provider: name, model: call.model_id, "gen_ai.request.model": call.model_id } })
+      )
     }
+    const stream = (call: LlmProvider.ProviderCall) => Pulls.toStream(open(call))
 
     const embed = Effect.fn("OpenAiProvider.embed", clientSpan(system, "embeddings", options.baseUrl))(function*(call: LlmProvider.EmbedCall) {
       yield* Spans.annotate({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
@@ -590,6 +594,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
       mock: false,
       complete,
       stream,
+      open,
       embed,
       health: Effect.succeed({ configured: !missingKey, detail })
     } satisfies LlmProvider.LlmProvider

@@ -3,7 +3,7 @@ import type { IncomingMessage } from "node:http"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
-import { Chunk, Effect, FiberRef, Option, Stream } from "effect"
+import { Chunk, Effect, FiberRef, Option } from "effect"
 import type { Scope } from "effect"
 import { AiProcessingGateway } from "@tidyllm/ai-processing"
 import { CorporateLlmGateway } from "@tidyllm/corporate-llm"
@@ -23,7 +23,7 @@ const decodeRequest = decoder(ChatCompletionRequest)
 /** The answer to a chat completion: one JSON document, or server-sent events. */
 export type Answer =
   | { readonly _tag: "Json"; readonly body: unknown }
-  | { readonly _tag: "Events"; readonly events: Stream.Stream<Uint8Array> }
+  | { readonly _tag: "Events"; readonly events: Sse.Events }
 
 /**
  * Serves one chat completion: reads the body of `request`, runs it through gateway #2, and answers.
@@ -55,7 +55,7 @@ export const makeServe = Effect.gen(function*() {
    */
   const stream = (request: LlmRequest.AIRequest, context: LlmRequest.CallContext, includeUsage: boolean) =>
     Effect.gen(function*() {
-      const pull = yield* Stream.toPull(gateway.processStream(request, context))
+      const pull = yield* gateway.openStream(request, context)
       const first = yield* pull.pipe(
         Effect.catchAll(Option.match({ onNone: () => Effect.succeed(Chunk.empty<AiProcessingGateway.StreamEvent>()), onSome: Effect.fail }))
       )
@@ -65,8 +65,7 @@ export const makeServe = Effect.gen(function*() {
         model: Option.match(catalog.resolve(request.model ?? ""), { onNone: () => request.model ?? "", onSome: (m) => m.id }),
         includeUsage
       }
-      const events = Stream.concat(Stream.fromChunk(first), Stream.repeatEffectChunkOption(pull))
-      return { _tag: "Events", events: Sse.encode(events, header, context.request_id) } satisfies Answer
+      return { _tag: "Events", events: { header, first, pull, requestId: context.request_id } } satisfies Answer
     })
 
   const serve: Serve = (httpRequest, context) =>
@@ -92,7 +91,7 @@ export const ChatHttp = HttpApiBuilder.group(Api, "chat", (handlers) =>
           Effect.map((answer) =>
             answer._tag === "Json"
               ? HttpServerResponse.unsafeJson(answer.body)
-              : HttpServerResponse.stream(answer.events, { contentType: "text/event-stream", headers: Sse.headers })
+              : HttpServerResponse.stream(Sse.toStream(answer.events), { contentType: "text/event-stream", headers: Sse.headers })
           ),
           Effect.catchAll((e: ApiFailure) => Effect.succeed(errorResponse(e, requestId)))
         )))

@@ -1,14 +1,17 @@
 /** Server-sent events as OpenAI streams them: `data: <json>\n\n`, closed by `data: [DONE]`. */
-import { Stream } from "effect"
-import type { Errors } from "@tidyllm/core"
+import { Chunk, Effect, Option, Stream } from "effect"
+import type { Errors, Pulls } from "@tidyllm/core"
 import type { AiProcessingGateway } from "@tidyllm/ai-processing"
 import { errorBody } from "../http/Errors.js"
 import * as Convert from "./Convert.js"
 
 const encoder = new TextEncoder()
 
+/** The text of one event carrying `value` as JSON. */
+const line = (value: unknown): string => `data: ${JSON.stringify(value)}\n\n`
+
 /** One event carrying `value` as JSON. */
-export const event = (value: unknown): Uint8Array => encoder.encode(`data: ${JSON.stringify(value)}\n\n`)
+export const event = (value: unknown): Uint8Array => encoder.encode(line(value))
 
 /** The end-of-stream marker. */
 export const done: Uint8Array = encoder.encode("data: [DONE]\n\n")
@@ -19,26 +22,55 @@ export const headers: Readonly<Record<string, string>> = {
   "x-accel-buffering": "no"
 }
 
+/** An answer's events as gateway #2 opened them: its first chunk in hand, the rest to pull. */
+export interface Events {
+  readonly header: Convert.ChunkHeader
+  readonly first: Chunk.Chunk<AiProcessingGateway.StreamEvent>
+  readonly pull: Pulls.Pull<AiProcessingGateway.StreamEvent, Errors.GatewayError>
+  readonly requestId: string
+}
+
+/** The text of a chunk of events, all of them in one piece (one write to the socket). */
+const textOf = (header: Convert.ChunkHeader, events: Iterable<AiProcessingGateway.StreamEvent>): string => {
+  let text = ""
+  for (const e of events) {
+    if (e._tag === "Delta") {
+      if (e.text !== "") text += line(Convert.deltaChunk(header, e.text))
+    } else if (e._tag === "ToolCallDelta") {
+      text += line(Convert.toolCallChunk(header, e))
+    } else {
+      for (const c of Convert.finalChunks(header, e.response)) text += line(c)
+    }
+  }
+  return text
+}
+
 /**
- * The event stream of one answer: the role chunk, a chunk per piece of text, the closing chunks
- * (finish reason, metadata, usage), `[DONE]`. A failure midway ends the stream with an `error`
- * event and no `[DONE]`, so a client cannot mistake a cut answer for a whole one.
+ * The bytes of one answer, a piece per pull: the role chunk with the first events, a piece per
+ * chunk of events, then `[DONE]`. A failure midway ends the stream with an `error` event and no
+ * `[DONE]`, so a client cannot mistake a cut answer for a whole one. Fails with `None` at the end.
  */
-export const encode = (
-  events: Stream.Stream<AiProcessingGateway.StreamEvent, Errors.GatewayError>,
-  header: Convert.ChunkHeader,
-  requestId: string
-): Stream.Stream<Uint8Array> =>
-  Stream.make(event(Convert.roleChunk(header))).pipe(
-    Stream.concat(events.pipe(
-      Stream.mapConcat((e): ReadonlyArray<Uint8Array> =>
-        e._tag === "Delta"
-          ? (e.text === "" ? [] : [event(Convert.deltaChunk(header, e.text))])
-          : e._tag === "ToolCallDelta"
-          ? [event(Convert.toolCallChunk(header, e))]
-          : Convert.finalChunks(header, e.response).map(event)
-      )
-    )),
-    Stream.concat(Stream.make(done)),
-    Stream.catchAll((e) => Stream.make(event(errorBody(e, requestId))))
-  )
+export const bytes = (events: Events): Pulls.Pull<Uint8Array, never> => {
+  let state: "opening" | "streaming" | "over" = "opening"
+  const piece = (text: string) => Chunk.of(encoder.encode(text))
+  return Effect.suspend(() => {
+    switch (state) {
+      case "opening":
+        state = "streaming"
+        return Effect.succeed(piece(line(Convert.roleChunk(events.header)) + textOf(events.header, events.first)))
+      case "streaming":
+        return Effect.matchEffect(events.pull, {
+          onSuccess: (chunk) => Effect.succeed(Chunk.isEmpty(chunk) ? Chunk.empty() : piece(textOf(events.header, chunk))),
+          onFailure: (e) => {
+            state = "over"
+            return Effect.succeed(Option.isNone(e) ? Chunk.of(done) : Chunk.of(event(errorBody(e.value, events.requestId))))
+          }
+        })
+      case "over":
+        return Effect.fail(Option.none())
+    }
+  })
+}
+
+/** The bytes of one answer as a `Stream` (one stage), for the `HttpApi` response. */
+export const toStream = (events: Events): Stream.Stream<Uint8Array> => Stream.repeatEffectChunkOption(bytes(events))

@@ -12,7 +12,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { clientAbortFiberId } from "@effect/platform/HttpServerError"
-import { Cause, Context, Effect, Either, FiberRef, HashMap, Runtime, Stream } from "effect"
+import { Cause, Context, Effect, Either, FiberRef, HashMap, Runtime } from "effect"
 import * as CorporateLlmMetrics from "@tidyllm/corporate-llm/Metrics"
 import type { Principal } from "../auth/Auth.js"
 import * as Auth from "../auth/Auth.js"
@@ -79,32 +79,37 @@ export const make = Effect.gen(function*() {
     const sendError = (e: ApiFailure) => sendJson(e.status, errorBody(e, requestId), errorHeaders(e))
 
     /** Writes the events as they come, waiting for the socket to drain when its buffer is full. */
-    const sendEvents = (events: Stream.Stream<Uint8Array>) =>
+    const sendEvents = (events: Sse.Events) =>
       Effect.zipRight(
         heading(200),
         Effect.suspend(() => {
           response.writeHead(200, { ...Sse.headers, "content-type": "text/event-stream", "x-request-id": requestId })
-          return Stream.runForEachChunk(events, (chunk) => {
-            let flowing = true
-            for (const bytes of chunk) flowing = response.write(bytes)
-            return flowing
-              ? Effect.void
-              : Effect.async<void>((resume) => {
-                const off = () => {
-                  response.off("drain", resumed)
-                  response.off("close", resumed)
-                }
-                const resumed = () => {
-                  off()
-                  resume(Effect.void)
-                }
-                response.on("drain", resumed)
-                response.on("close", resumed)
-                return Effect.sync(off)
-              })
+          const next = Sse.bytes(events)
+          const drained = Effect.async<void>((resume) => {
+            const off = () => {
+              response.off("drain", resumed)
+              response.off("close", resumed)
+            }
+            const resumed = () => {
+              off()
+              resume(Effect.void)
+            }
+            response.on("drain", resumed)
+            response.on("close", resumed)
+            return Effect.sync(off)
           })
+          // Pulled and written a piece at a time; the pull fails only at its end.
+          const loop: Effect.Effect<void> = Effect.matchEffect(next, {
+            onFailure: () => Effect.sync(() => response.end()),
+            onSuccess: (chunk) => {
+              let flowing = true
+              for (const bytes of chunk) flowing = response.write(bytes)
+              return flowing ? loop : Effect.zipRight(drained, loop)
+            }
+          })
+          return loop
         })
-      ).pipe(Effect.zipRight(Effect.sync(() => response.end())))
+      )
 
     const program = Effect.gen(function*() {
       yield* FiberRef.set(CorporateLlmMetrics.currentUpstreamTimer, upstream)
