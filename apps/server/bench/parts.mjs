@@ -154,6 +154,40 @@ const firstEvent = async (name, stream, n = Number(arg("n", 400))) => {
   console.log(`${name.padEnd(28)} first event p50 ${times[Math.floor(n / 2)].toFixed(3)} ms, p90 ${times[Math.floor(n * 0.9)].toFixed(3)}${ops}`)
 }
 
+/** With --trace NAME: a histogram of the Effect operations of one piece, by operation and the code that made it. */
+if (arg("trace") !== undefined) {
+  const piece = pieces[arg("trace")]
+  class Tracer extends Supervisor.AbstractSupervisor {
+    hist = new Map()
+    get value() { return Effect.void }
+    onEffect(_fiber, effect) {
+      const f = effect.effect_instruction_i0 ?? effect.effect_instruction_i1
+      const where = typeof f === "function" ? (f.name || f.toString().replace(/\s+/g, " ").slice(0, 90)) : String(effect._op)
+      let key = `${effect._op} ${where}`
+      if (effect._op === "Success" || effect._op === "UpdateRuntimeFlags" || effect._op === "OnSuccess") {
+        const top = _fiber._stack?.[_fiber._stack.length - 1]
+        const k = top?.effect_instruction_i1 ?? top?.effect_instruction_i2 ?? top?.effect_instruction_i0
+        const src = typeof k === "function" ? (k.name || k.toString().replace(/\s+/g, " ").slice(0, 100)) : String(top?._op)
+        key = `${effect._op} -> ${src}`
+      }
+      this.hist.set(key, (this.hist.get(key) ?? 0) + 1)
+    }
+  }
+  for (let i = 0; i < 50; i++) await rt.runPromise(Effect.withTracerEnabled(piece(), false))
+  const t = new Tracer()
+  const calls = 100
+  for (let i = 0; i < calls; i++) {
+    await rt.runPromise(piece().pipe(Effect.withTracerEnabled(false), Effect.supervised(t), Effect.withRuntimeFlagsPatch(RuntimeFlagsPatch.enable(RuntimeFlags.OpSupervision))))
+  }
+  const rows = [...t.hist].sort((a, b) => b[1] - a[1])
+  console.log(`${arg("trace")}: ${(rows.reduce((n, r) => n + r[1], 0) / calls).toFixed(0)} ops per call`)
+  for (const [k, n] of rows.slice(0, Number(arg("top", 60)))) console.log(`${(n / calls).toFixed(1).padStart(6)}  ${k}`)
+  await rt.dispose()
+  up.kill()
+  rmSync(dir, { recursive: true, force: true })
+  process.exit(0)
+}
+
 if (process.argv.includes("--first")) {
   try {
     const call = { model, model_id: "gpt-4o-mini", messages, max_tokens: 64 }
@@ -181,6 +215,7 @@ if (process.argv.includes("--first")) {
     await firstEvent("undici pool (raw)", raw)
     await firstEvent("provider.stream", () => provider.stream(call))
     await firstEvent("gw1.processStream", () => gw1.processStream(request, { ...context(), attempt: 1, timeout_ms: 30_000 }))
+    await firstEvent("gw1.processStream, no timeout", () => gw1.processStream(request, { ...context(), attempt: 1 }))
     await firstEvent("gw2.processStream", () => gw2.processStream(request, context()))
     const streamText = JSON.stringify({ ...request, stream: true })
     const incomingStream = () => Object.assign(Readable.from([Buffer.from(streamText)]), { headers: { "content-type": "application/json", "content-length": String(streamText.length) } })

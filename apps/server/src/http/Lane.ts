@@ -12,7 +12,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { clientAbortFiberId } from "@effect/platform/HttpServerError"
-import { Cause, Context, Effect, Either, FiberRef, HashMap, Runtime } from "effect"
+import { Cause, type Chunk, Context, Effect, Either, FiberRef, HashMap, Runtime } from "effect"
 import * as CorporateLlmMetrics from "@tidyllm/corporate-llm/Metrics"
 import type { Principal } from "../auth/Auth.js"
 import * as Auth from "../auth/Auth.js"
@@ -57,10 +57,10 @@ export const make = Effect.gen(function*() {
     const requestId = requestIdFrom(headerValue(request, "x-request-id"))
     let principal: Principal | undefined
 
-    /** As the response head goes out: the metrics, and the access-log line. */
-    const heading = (status: number) =>
+    /** As the response head goes out (at `at`): the metrics, and the access-log line. */
+    const heading = (status: number, at = performance.now()) =>
       Effect.suspend(() => {
-        const seconds = (performance.now() - started) / 1000
+        const seconds = (at - started) / 1000
         routes.record(route, status, seconds, upstream)
         return accessLog ? accessLine("POST", url, route, status, seconds, upstream, principal) : Effect.void
       })
@@ -80,36 +80,37 @@ export const make = Effect.gen(function*() {
 
     /** Writes the events as they come, waiting for the socket to drain when its buffer is full. */
     const sendEvents = (events: Sse.Events) =>
-      Effect.zipRight(
-        heading(200),
-        Effect.suspend(() => {
-          response.writeHead(200, { ...Sse.headers, "content-type": "text/event-stream", "x-request-id": requestId })
-          const next = Sse.bytes(events)
-          const drained = Effect.async<void>((resume) => {
-            const off = () => {
-              response.off("drain", resumed)
-              response.off("close", resumed)
-            }
-            const resumed = () => {
-              off()
-              resume(Effect.void)
-            }
-            response.on("drain", resumed)
-            response.on("close", resumed)
-            return Effect.sync(off)
-          })
-          // Pulled and written a piece at a time; the pull fails only at its end.
-          const loop: Effect.Effect<void> = Effect.matchEffect(next, {
-            onFailure: () => Effect.sync(() => response.end()),
-            onSuccess: (chunk) => {
-              let flowing = true
-              for (const bytes of chunk) flowing = response.write(bytes)
-              return flowing ? loop : Effect.zipRight(drained, loop)
-            }
-          })
-          return loop
+      Effect.suspend(() => {
+        const headed = performance.now()
+        response.writeHead(200, { ...Sse.headers, "content-type": "text/event-stream", "x-request-id": requestId })
+        const next = Sse.bytes(events)
+        const drained = Effect.async<void>((resume) => {
+          const off = () => {
+            response.off("drain", resumed)
+            response.off("close", resumed)
+          }
+          const resumed = () => {
+            off()
+            resume(Effect.void)
+          }
+          response.on("drain", resumed)
+          response.on("close", resumed)
+          return Effect.sync(off)
         })
-      )
+        // Pulled and written a piece at a time; the pull fails only at its end.
+        const write = (chunk: Chunk.Chunk<Uint8Array>, then: Effect.Effect<void>) => {
+          let flowing = true
+          for (const bytes of chunk) flowing = response.write(bytes)
+          return flowing ? then : Effect.zipRight(drained, then)
+        }
+        const end = Effect.sync(() => response.end())
+        const loop: Effect.Effect<void> = Effect.matchEffect(next, { onFailure: () => end, onSuccess: (chunk) => write(chunk, loop) })
+        // The metrics and the access-log line once the first piece is out, not in its way.
+        return Effect.matchEffect(next, {
+          onFailure: () => Effect.zipRight(heading(200, headed), end),
+          onSuccess: (chunk) => write(chunk, Effect.zipRight(heading(200, headed), loop))
+        })
+      })
 
     const program = Effect.gen(function*() {
       yield* FiberRef.set(CorporateLlmMetrics.currentUpstreamTimer, upstream)
