@@ -92,7 +92,8 @@ const pieces = {
   "gw1.process": () => gw1.process(request, { ...context(), attempt: 1, timeout_ms: 30_000 }),
   "gw2.process": () => gw2.process(request, context()),
   "handler (makeServe)": () => Effect.scoped(serve(incoming(), context())),
-  "gw2.processStream (whole)": () => Stream.runDrain(gw2.processStream(request, context()))
+  "gw2.processStream (whole)": () => Stream.runDrain(gw2.processStream(request, context())),
+  "gw2.openStream (first pull)": () => Effect.scoped(Effect.flatMap(gw2.openStream(request, context()), (pull) => pull))
 }
 
 const run = async (piece, ms) => {

@@ -10,6 +10,7 @@ import * as AuditLog from "./AuditLog.js"
 import * as BudgetLedger from "./BudgetLedger.js"
 import * as RateLimits from "./RateLimits.js"
 import type { Completion, LlmProvider, ProviderCall, StreamEvent as ProviderStreamEvent } from "./LlmProvider.js"
+import * as LlmProviderPort from "./LlmProvider.js"
 import * as LlmProviders from "./LlmProviders.js"
 import * as Metrics from "./Metrics.js"
 import * as GenAi from "./internal/genAi.js"
@@ -461,10 +462,7 @@ export const make = Effect.gen(function*() {
 
   /** The failure of a provider call (or a stream's wait for its next event) that outlasted `ms`. */
   const timedOut = (a: { readonly provider: { readonly name: string }; readonly call: { readonly model: { readonly id: string } } }, ms: number) => () =>
-    new Errors.ProviderError({
-      message: `no answer from '${a.provider.name}' within ${ms} ms`,
-      provider: a.provider.name, model: a.call.model.id, kind: "timeout", retryable: true
-    })
+    LlmProviderPort.timedOut(a.provider.name, a.call.model.id, ms)
 
   const withTimeout = <A>(self: Effect.Effect<A, Errors.ProviderError>, a: Admitted, options: CallOptions) =>
     options.timeout_ms === undefined ? self : Deadline.timeoutFail(self, options.timeout_ms, timedOut(a, options.timeout_ms))
@@ -603,11 +601,13 @@ export const make = Effect.gen(function*() {
       // The provider's stream, opened (its response started) within the call's timeout, and each
       // later wait for its next events within the timeout too.
       const provider = admitted.provider
-      const opening = provider.open === undefined ? Pulls.fromStream(provider.stream(admitted.call)) : provider.open(admitted.call)
       const ms = options.timeout_ms
-      const upstream = ms === undefined
-        ? yield* opening
-        : Pulls.timeoutFail(yield* Deadline.timeoutFail(opening, ms, timedOut(admitted, ms)), ms, timedOut(admitted, ms))
+      // A provider that opens its stream times it itself; a plain `Stream` starts at its first pull, so each pull is timed.
+      const upstream = provider.open !== undefined
+        ? yield* provider.open(ms === undefined ? admitted.call : { ...admitted.call, timeout_ms: ms })
+        : ms === undefined
+        ? yield* Pulls.fromStream(provider.stream(admitted.call))
+        : Pulls.timeoutFail(yield* Pulls.fromStream(provider.stream(admitted.call)), ms, timedOut(admitted, ms))
       const done: Pulls.Pull<StreamEvent, Errors.GatewayError> = Effect.mapBoth(finish, { onFailure: Option.some, onSuccess: (d) => Chunk.of<StreamEvent>(d) })
       let ended = false
       // The provider's events, then `Done` once it has ended (after the budget is settled and the row written).

@@ -1,6 +1,7 @@
 /** The port every model provider implements (Bedrock, OpenAI, …, mock). */
 import type { Effect, Stream } from "effect"
-import type { Errors, LlmRequest, ModelCatalog, Pulls, Usage } from "@tidyllm/core"
+import { Errors } from "@tidyllm/core"
+import type { LlmRequest, ModelCatalog, Pulls, Usage } from "@tidyllm/core"
 
 /** One call as a provider receives it: the model already resolved, limits already applied. */
 export interface ProviderCall {
@@ -18,7 +19,16 @@ export interface ProviderCall {
   readonly tool_choice?: LlmRequest.ToolChoice | undefined
   readonly response_format?: LlmRequest.ResponseFormat | undefined
   readonly seed?: number | undefined
+  /**
+   * For `open` only (gateway #1 times every other call itself): how long the stream may take to
+   * start, then to give each of its next events, before it fails with {@link timedOut}.
+   */
+  readonly timeout_ms?: number | undefined
 }
+
+/** The failure of a call (or a stream's wait for its next events) that outlasted `ms`: retryable. */
+export const timedOut = (provider: string, model: string, ms: number): Errors.ProviderError =>
+  new Errors.ProviderError({ message: `no answer from '${provider}' within ${ms} ms`, provider, model, kind: "timeout", retryable: true })
 
 /** One embedding call: inputs already counted against the budget. */
 export interface EmbedCall {
@@ -79,7 +89,9 @@ export interface LlmProvider {
   readonly stream: (call: ProviderCall) => Stream.Stream<StreamEvent, Errors.ProviderError>
   /**
    * The same stream opened for pulling, if the provider has it (gateway #1 then pulls it directly
-   * instead of through a `Stream` stage, `Pulls`); `stream` is then `Pulls.toStream` of it.
+   * instead of through a `Stream` stage, `Pulls`); `stream` is then `Pulls.toStream` of it. It
+   * honours `call.timeout_ms` itself, with plain timers (the gateway's own timing of a pull forks a
+   * fiber for each).
    */
   readonly open?: ((call: ProviderCall) => Pulls.Open<StreamEvent, Errors.ProviderError>) | undefined
   /** Embeddings, for providers that serve embedding models. */

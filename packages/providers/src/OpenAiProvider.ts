@@ -5,7 +5,7 @@
  * client maps them; embeddings through that client.
  */
 import { Errors, Pulls, Spans, type LlmRequest, type Usage } from "@tidyllm/core"
-import type { LlmProvider } from "@tidyllm/corporate-llm"
+import * as LlmProvider from "@tidyllm/corporate-llm/LlmProvider"
 import { Chunk, Effect, Either, Option, Predicate, Redacted, type Scope } from "effect"
 import type { EventSourceMessage } from "eventsource-parser"
 import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError, OpenAI } from "openai"
@@ -64,6 +64,9 @@ const kindByType: ReadonlyMap<string, Errors.ProviderErrorKind> = new Map<string
 ])
 
 const labelOf = (provider: string): string => (provider === "openai" ? "OpenAI" : provider)
+
+/** What a wait that outlasted the call's timeout rejects with. */
+const TIMED_OUT: unique symbol = Symbol("timed out")
 
 /** undici's words for a connection the other side closed mid-answer. */
 const cutMessage = /^terminated$|other side closed|socket hang up/i
@@ -473,13 +476,28 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
           Effect.sync(() => new AbortController()),
           (controller) => Effect.sync(() => controller.abort())
         )
+        // The call's timeout, with a plain timer per wait: for the response to start, then for each read.
+        const ms = call.timeout_ms
+        const timedOut = () => LlmProvider.timedOut(name, call.model.id, ms ?? 0)
+        const within = <A>(promise: Promise<A>): Promise<A> =>
+          ms === undefined ? promise : new Promise<A>((resolve, reject) => {
+            const timer = setTimeout(() => reject(TIMED_OUT), ms)
+            promise.then((a) => {
+              clearTimeout(timer)
+              resolve(a)
+            }, (e: unknown) => {
+              clearTimeout(timer)
+              reject(e)
+            })
+          })
+        const failure = (error: unknown) => (error === TIMED_OUT ? timedOut() : toProviderError(error, context))
         const response = yield* Effect.tryPromise({
           try: () =>
-            postStreaming(target, "/chat/completions", streamHeaders, JSON.stringify({ ...params, stream: true, stream_options: { include_usage: true } }), controller.signal),
-          catch: (error) => toProviderError(error, context)
+            within(postStreaming(target, "/chat/completions", streamHeaders, JSON.stringify({ ...params, stream: true, stream_options: { include_usage: true } }), controller.signal)),
+          catch: failure
         })
         if (response.statusCode < 200 || response.statusCode > 299) {
-          const text = yield* Effect.tryPromise({ try: () => response.body.text(), catch: (error) => toProviderError(error, context) })
+          const text = yield* Effect.tryPromise({ try: () => within(response.body.text()), catch: failure })
           return yield* Effect.fail(httpError(response.statusCode, text, context))
         }
         const seen: { finish: string | undefined; usage: Usage.TokenUsage | undefined; done: boolean } = { finish: undefined, usage: undefined, done: false }
@@ -527,7 +545,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         const pull: Pull = Effect.suspend(() =>
           over
             ? Effect.fail(Option.none())
-            : Effect.matchEffect(Effect.tryPromise({ try: () => reader.next(), catch: (error) => error }), {
+            : Effect.matchEffect(Effect.tryPromise({ try: () => within(reader.next()), catch: (error) => error }), {
               onSuccess: (messages) => {
                 if (messages === undefined) return ending()
                 const events = eventsOf(messages)
@@ -537,7 +555,11 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
               // Only the `[DONE]` line is missing: the answer is whole. Otherwise the socket's error
               // ("other side closed") says what broke, this says when.
               onFailure: (error) =>
-                seen.finish !== undefined && seen.usage !== undefined ? ending() : failWith(toProviderError(new Error("the stream was cut", { cause: error }), context))
+                error === TIMED_OUT
+                  ? failWith(timedOut())
+                  : seen.finish !== undefined && seen.usage !== undefined
+                  ? ending()
+                  : failWith(toProviderError(new Error("the stream was cut", { cause: error }), context))
             })
         )
         return pull

@@ -1,7 +1,7 @@
 import { assert, describe, expect, it } from "@effect/vitest"
 import { Errors, type LlmRequest, type ModelCatalog } from "@tidyllm/core"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
-import { Chunk, Deferred, Effect, Either, Fiber, Redacted, Schedule, Stream } from "effect"
+import { Chunk, Deferred, Effect, Either, Fiber, Option, Redacted, Schedule, Stream } from "effect"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import { APIConnectionTimeoutError, APIError } from "openai"
@@ -548,6 +548,27 @@ describe("OpenAiProvider", () => {
         expect(yield* Deferred.await(first).pipe(Effect.timeout("2 seconds"))).toEqual({ _tag: "TextDelta", text: "first" })
         yield* Fiber.interrupt(fiber).pipe(Effect.timeout("1 second"))
 
+        expect(yield* Deferred.await(closed).pipe(Effect.timeout("1 second"))).toBe(false)
+      }))
+
+    it.scopedLive("open with timeout_ms: a response that does not start, and a stream gone silent, fail as timeouts and close the connection", () =>
+      Effect.gen(function*() {
+        const { stub, provider } = yield* setup({}, "hang")
+        const open = provider.open
+        if (open === undefined) return expect.unreachable("the adapter opens its streams")
+        const started = Date.now()
+        const notStarted = yield* Effect.flip(Effect.scoped(open({ ...call, timeout_ms: 150 })))
+        expect(notStarted).toMatchObject({ _tag: "ProviderError", kind: "timeout", retryable: true, message: `no answer from 'openai' within 150 ms` })
+        expect(Date.now() - started).toBeGreaterThanOrEqual(140)
+        yield* eventually(() => stub.aborted() === 1)
+
+        const { closed, provider: slow } = yield* slowStream
+        const silent = yield* Effect.scoped(Effect.gen(function*() {
+          const pull = yield* (slow.open ?? (() => Effect.die("no open")))({ ...call, timeout_ms: 150 })
+          expect(textOf(eventsOf(yield* pull))).toBe("first")
+          return yield* Effect.flip(pull)
+        }))
+        expect(silent).toEqual(Option.some(expect.objectContaining({ _tag: "ProviderError", kind: "timeout", message: `no answer from 'vllm' within 150 ms` })))
         expect(yield* Deferred.await(closed).pipe(Effect.timeout("1 second"))).toBe(false)
       }))
 
