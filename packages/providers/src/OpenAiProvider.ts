@@ -66,7 +66,7 @@ const kindByType: ReadonlyMap<string, Errors.ProviderErrorKind> = new Map<string
 const labelOf = (provider: string): string => (provider === "openai" ? "OpenAI" : provider)
 
 /** What a wait that outlasted the call's timeout rejects with. */
-const TIMED_OUT: unique symbol = Symbol("timed out")
+class TimedOut extends Error {}
 
 /** undici's words for a connection the other side closed mid-answer. */
 const cutMessage = /^terminated$|other side closed|socket hang up/i
@@ -481,16 +481,16 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         const timedOut = () => LlmProvider.timedOut(name, call.model.id, ms ?? 0)
         const within = <A>(promise: Promise<A>): Promise<A> =>
           ms === undefined ? promise : new Promise<A>((resolve, reject) => {
-            const timer = setTimeout(() => reject(TIMED_OUT), ms)
+            const timer = setTimeout(() => reject(new TimedOut()), ms)
             promise.then((a) => {
               clearTimeout(timer)
               resolve(a)
             }, (e: unknown) => {
               clearTimeout(timer)
-              reject(e)
+              reject(e instanceof Error ? e : new Error(String(e)))
             })
           })
-        const failure = (error: unknown) => (error === TIMED_OUT ? timedOut() : toProviderError(error, context))
+        const failure = (error: unknown) => (error instanceof TimedOut ? timedOut() : toProviderError(error, context))
         const response = yield* Effect.tryPromise({
           try: () =>
             within(postStreaming(target, "/chat/completions", streamHeaders, JSON.stringify({ ...params, stream: true, stream_options: { include_usage: true } }), controller.signal)),
@@ -555,7 +555,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
               // Only the `[DONE]` line is missing: the answer is whole. Otherwise the socket's error
               // ("other side closed") says what broke, this says when.
               onFailure: (error) =>
-                error === TIMED_OUT
+                error instanceof TimedOut
                   ? failWith(timedOut())
                   : seen.finish !== undefined && seen.usage !== undefined
                   ? ending()
