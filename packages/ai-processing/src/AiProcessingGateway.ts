@@ -395,8 +395,13 @@ export const make = Effect.gen(function*() {
           const retryable = error._tag === "ProviderError" && error.retryable
           if (!retryable || tryNo >= settings.max_retries) break
           if (Option.isSome(model) && (yield* breakers.state(backend, model.value)) !== "closed") break
+          // An upstream that asks for a wait (Retry-After) gets at least that; one that asks for
+          // longer than an attempt may take is not retried now: the next backend is tried instead.
+          const asked = error.retry_after_ms
+          if (asked !== undefined && asked > timeout_ms) break
           yield* Metrics.retry(backend, error.kind)
-          yield* Effect.sleep(yield* backoff(tryNo + 1))
+          const delay = yield* backoff(tryNo + 1)
+          yield* Effect.sleep(asked === undefined ? delay : Duration.max(delay, Duration.millis(asked)))
         }
         const last = failures.at(-1)
         if (index < backends.length - 1 && last !== undefined && last.backend === backend) yield* Metrics.failover(backend, last)

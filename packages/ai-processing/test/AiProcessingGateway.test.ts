@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Duration, Effect, Fiber, Ref, Stream, TestClock } from "effect"
-import type { Errors } from "@tidyllm/core"
+import { Errors } from "@tidyllm/core"
 import { ctx, ok, providerError, scripted } from "../../corporate-llm/test/harness.js"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
 import { make, req, runWithClock } from "./harness.js"
@@ -81,6 +81,29 @@ describe("AiProcessingGateway", () => {
       yield* TestClock.adjust(Duration.seconds(7))
       yield* Fiber.join(fiber)
       expect(yield* Ref.get(calls)).toBe(2)
+    }))
+
+  it.effect("an upstream's Retry-After is honoured when longer than the backoff; one longer than an attempt's timeout fails over at once", () =>
+    Effect.gen(function*() {
+      const throttled = (ms: number) =>
+        new Errors.ProviderError({ message: "slow down", provider: "p1", model: "claude-3-haiku", kind: "throttled", retryable: true, retry_after_ms: ms })
+      // Backoff base 1 s (0.5-1 s for the first retry); the upstream asks for 8 s.
+      const p1 = yield* scripted("p1", (n) => (n < 2 ? Effect.fail(throttled(8_000)) : Effect.succeed(ok("after the wait"))))
+      const { gateway } = yield* make([p1.provider], { retry_delay_base: 1, timeout_seconds: 30 })
+      const fiber = yield* Effect.fork(gateway.process(req, ctx()))
+      yield* TestClock.adjust(Duration.seconds(7))
+      expect(yield* Ref.get(p1.calls)).toBe(1)
+      yield* TestClock.adjust(Duration.seconds(1))
+      expect((yield* Fiber.join(fiber)).data?.response).toBe("after the wait")
+      expect(yield* Ref.get(p1.calls)).toBe(2)
+
+      // Asked to wait past the attempt timeout (30 s): no retry there, the fallback answers now.
+      const q1 = yield* scripted("p1", () => Effect.fail(throttled(120_000)))
+      const q2 = yield* scripted("p2", () => Effect.succeed(ok("from p2")))
+      const other = yield* make([q1.provider, q2.provider], { fallback_backends: ["p2"], timeout_seconds: 30 })
+      const response = yield* other.gateway.process(req, ctx())
+      expect(response.metadata).toMatchObject({ backend_used: "p2", attempts: 2 })
+      expect(yield* Ref.get(q1.calls)).toBe(1)
     }))
 
   it.effect("a validation error is not retried; the fallback backend answers and backend_used says so", () =>

@@ -98,7 +98,9 @@ export class ProviderError extends Schema.TaggedError<ProviderError>()("Provider
   /** Upstream HTTP status, when there was one. */
   upstream_status: Schema.optional(Schema.Number),
   /** Upstream error name, e.g. `ThrottlingException`. */
-  upstream_type: Schema.optional(Schema.String)
+  upstream_type: Schema.optional(Schema.String),
+  /** How long the upstream asked to be left alone before another call (its `Retry-After`), in ms. */
+  retry_after_ms: Schema.optional(Schema.Number)
 }) {
   get type() { return "upstream_error" as const }
   /** 504 for a timeout; 400 when the provider refused the request itself as invalid (the client's to fix); else 502. */

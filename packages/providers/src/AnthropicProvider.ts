@@ -30,6 +30,7 @@ import {
   stringProperty,
   timeoutCodes
 } from "./internal/errors.js"
+import { retryAfterField, retryAfterMs } from "./internal/retryAfter.js"
 import { clientSpan } from "./internal/spans.js"
 
 /** Adapter options the app decides. */
@@ -101,6 +102,8 @@ export const toProviderError = (error: unknown, context: ErrorContext): Errors.P
   const status = fromApi && Predicate.hasProperty(error, "status") && typeof error.status === "number" ? error.status : undefined
   const apiType = fromApi ? stringProperty(error, "type") : undefined
   const apiMessage = fromApi ? stringProperty(error, "apiMessage") : undefined
+  // The answer's headers (a `Headers`), for the wait a 429 asks for.
+  const headers = fromApi && Predicate.hasProperty(error, "headers") && error.headers instanceof Headers ? error.headers : undefined
   const kind: Errors.ProviderErrorKind =
     (status === undefined ? undefined : kindByStatus(status)) ??
       (apiType === undefined ? undefined : kindByApiType.get(apiType)) ??
@@ -124,7 +127,8 @@ export const toProviderError = (error: unknown, context: ErrorContext): Errors.P
     kind,
     retryable: Errors.retryableKinds.has(kind),
     ...(status === undefined ? {} : { upstream_status: status }),
-    ...(upstreamType === undefined ? {} : { upstream_type: upstreamType })
+    ...(upstreamType === undefined ? {} : { upstream_type: upstreamType }),
+    ...retryAfterField(headers === undefined ? undefined : retryAfterMs((name) => headers.get(name)))
   })
 }
 

@@ -20,6 +20,7 @@ import {
   stringProperty,
   timeoutCodes
 } from "./internal/errors.js"
+import { retryAfterField, retryAfterMs } from "./internal/retryAfter.js"
 import { clientSpan } from "./internal/spans.js"
 
 /** Adapter options the app decides. */
@@ -67,7 +68,7 @@ const providerError = (
   context: ErrorContext,
   kind: Errors.ProviderErrorKind,
   message: string,
-  extra: { readonly upstream_status?: number | undefined; readonly upstream_type?: string | undefined } = {}
+  extra: { readonly upstream_status?: number | undefined; readonly upstream_type?: string | undefined; readonly retry_after_ms?: number | undefined } = {}
 ) =>
   new Errors.ProviderError({
     message: `MLflow gateway: ${message}`,
@@ -76,6 +77,7 @@ const providerError = (
     kind,
     retryable: Errors.retryableKinds.has(kind),
     ...(extra.upstream_status === undefined ? {} : { upstream_status: extra.upstream_status }),
+    ...retryAfterField(extra.retry_after_ms),
     ...(extra.upstream_type === undefined ? {} : { upstream_type: extra.upstream_type })
   })
 
@@ -128,14 +130,14 @@ const parseJsonText = (text: string): unknown => {
 }
 
 /** A non-2xx answer: the kind by HTTP status (FastAPI's 422 is a validation error), else by `error_code`. */
-const httpError = (status: number, text: string, context: ErrorContext): Errors.ProviderError => {
+const httpError = (status: number, text: string, context: ErrorContext, retryAfter?: number): Errors.ProviderError => {
   const body = errorBodyOf(parseJsonText(text))
   const kind = kindByStatus(status) ??
     (status === 422 ? "validation" : undefined) ??
     (body?.code === undefined ? undefined : kindByErrorCode.get(body.code)) ??
     "unknown"
   const words = body?.message ?? (text.trim().length > 0 ? text.trim().slice(0, 500) : "(no body)")
-  return providerError(context, kind, `HTTP ${status}: ${words}`, { upstream_status: status, upstream_type: body?.code })
+  return providerError(context, kind, `HTTP ${status}: ${words}`, { upstream_status: status, upstream_type: body?.code, retry_after_ms: retryAfter })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -317,12 +319,12 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
             body: JSON.stringify(body),
             signal
           })
-          return { status: response.status, ok: response.ok, text: await response.text() }
+          return { status: response.status, ok: response.ok, text: await response.text(), retryAfter: retryAfterMs((name) => response.headers.get(name)) }
         },
         catch: (error) => toProviderError(error, context)
       }).pipe(
-        Effect.flatMap(({ ok, status, text }) => {
-          if (!ok) return Effect.fail(httpError(status, text, context))
+        Effect.flatMap(({ ok, retryAfter, status, text }) => {
+          if (!ok) return Effect.fail(httpError(status, text, context, retryAfter))
           const json = parseJsonText(text)
           return json === undefined
             ? Effect.fail(providerError(context, "unknown", `HTTP ${status} with a body that is not JSON`, { upstream_status: status }))
@@ -373,7 +375,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         })
         if (!response.ok) {
           const text = yield* Effect.promise(() => response.text().catch(() => ""))
-          return yield* Effect.fail(httpError(response.status, text, context))
+          return yield* Effect.fail(httpError(response.status, text, context, retryAfterMs((name) => response.headers.get(name))))
         }
         if (response.body === null) {
           return yield* Effect.fail(providerError(context, "stream", "the stream has no body", { upstream_status: response.status }))

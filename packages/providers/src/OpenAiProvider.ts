@@ -19,7 +19,8 @@ import {
   socketCodes,
   stringProperty
 } from "./internal/errors.js"
-import { endpoint, postJson, postStreaming } from "./internal/jsonPost.js"
+import { endpoint, headerOf, postJson, postStreaming } from "./internal/jsonPost.js"
+import { retryAfterField, retryAfterMs } from "./internal/retryAfter.js"
 import { eventReader } from "./internal/sse.js"
 import { clientSpan } from "./internal/spans.js"
 
@@ -147,7 +148,7 @@ export const toProviderError = (error: unknown, context: ErrorContext): Errors.P
  * upstream's `error.message` after the status, its `error.code` (else `error.type`) as the
  * upstream type, and the kind by code, then by status.
  */
-export const httpError = (status: number, text: string, context: ErrorContext): Errors.ProviderError => {
+export const httpError = (status: number, text: string, context: ErrorContext, retryAfter?: number): Errors.ProviderError => {
   let body: unknown = undefined
   try {
     body = JSON.parse(text)
@@ -168,7 +169,8 @@ export const httpError = (status: number, text: string, context: ErrorContext): 
     kind,
     retryable: Errors.retryableKinds.has(kind),
     upstream_status: status,
-    ...(upstreamType === undefined ? {} : { upstream_type: upstreamType })
+    ...(upstreamType === undefined ? {} : { upstream_type: upstreamType }),
+    ...retryAfterField(retryAfter)
   })
 }
 
@@ -440,7 +442,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         try: (signal) => postJson(target, "/chat/completions", headers, JSON.stringify(params), signal),
         catch: (error) => toProviderError(error, context)
       })
-      if (answer.status < 200 || answer.status > 299) return yield* Effect.fail(httpError(answer.status, answer.text, context))
+      if (answer.status < 200 || answer.status > 299) return yield* Effect.fail(httpError(answer.status, answer.text, context, retryAfterMs(answer.header)))
       const completion = yield* Effect.try({
         try: () => toCompletion(JSON.parse(answer.text) as OpenAI.ChatCompletion),
         catch: malformed(context, "the answer is not a chat completion")
@@ -498,7 +500,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         })
         if (response.statusCode < 200 || response.statusCode > 299) {
           const text = yield* Effect.tryPromise({ try: () => within(response.body.text()), catch: failure })
-          return yield* Effect.fail(httpError(response.statusCode, text, context))
+          return yield* Effect.fail(httpError(response.statusCode, text, context, retryAfterMs(headerOf(response.headers))))
         }
         const seen: { finish: string | undefined; usage: Usage.TokenUsage | undefined; done: boolean } = { finish: undefined, usage: undefined, done: false }
         const reader = eventReader(response.body)

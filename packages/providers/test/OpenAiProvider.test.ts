@@ -421,6 +421,20 @@ describe("OpenAiProvider", () => {
         }))
     }
 
+    it.scoped("a 429 with Retry-After carries the wait the upstream asked for, plain and streamed", () =>
+      Effect.gen(function*() {
+        const url = yield* rawServer((req, res) => {
+          req.resume()
+          req.on("end", () => {
+            res.writeHead(429, { "content-type": "application/json", "retry-after": "2", "retry-after-ms": "1750" })
+            res.end(JSON.stringify({ error: { message: "Rate limit reached", type: "requests", code: "rate_limit_exceeded" } }))
+          })
+        })
+        const provider = yield* OpenAiProvider.make({ name: "vllm", baseUrl: url, flavour: "compatible" })
+        expect(yield* Effect.flip(provider.complete(call))).toMatchObject({ kind: "throttled", upstream_status: 429, retry_after_ms: 1750 })
+        expect(yield* Effect.flip(Stream.runDrain(provider.stream(call)))).toMatchObject({ kind: "throttled", retry_after_ms: 1750 })
+      }))
+
     it.scoped("a throttled call succeeds when the caller retries it", () =>
       Effect.gen(function*() {
         const { stub, provider } = yield* setup({}, "throttle_once")

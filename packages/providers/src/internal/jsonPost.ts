@@ -13,6 +13,8 @@ import type { Dispatcher } from "undici"
 export interface JsonAnswer {
   readonly status: number
   readonly text: string
+  /** A response header by its lower-case name (the first value of a repeated one). */
+  readonly header: (name: string) => string | undefined
 }
 
 /** A pool to the origin of `baseUrl`, and the path prefix the base URL carries (`/v1`). */
@@ -52,6 +54,12 @@ export const postStreaming = async (
   return target.pool.request({ method: "POST", path: target.prefix + path, headers, body, signal })
 }
 
+/** A header of an undici response by its lower-case name (the first value of a repeated one). */
+export const headerOf = (headers: Dispatcher.ResponseData["headers"]) => (name: string): string | undefined => {
+  const value = headers[name]
+  return Array.isArray(value) ? value[0] : value
+}
+
 /** POSTs `body` (JSON) to `prefix + path`; aborting `signal` aborts the request or the read of its body. */
 export const postJson = async (
   target: Endpoint,
@@ -61,5 +69,5 @@ export const postJson = async (
   signal: AbortSignal
 ): Promise<JsonAnswer> => {
   const response = await postStreaming(target, path, headers, body, signal)
-  return { status: response.statusCode, text: await response.body.text() }
+  return { status: response.statusCode, text: await response.body.text(), header: headerOf(response.headers) }
 }
