@@ -19,6 +19,7 @@ import { Readable } from "node:stream"
 import { Effect, ManagedRuntime, Option, RuntimeFlags, RuntimeFlagsPatch, Stream, Supervisor } from "effect"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { AuditLog, BudgetLedger, LlmProviders, CorporateLlmGateway } from "@tidyllm/corporate-llm"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { AiProcessingGateway } from "@tidyllm/ai-processing"
 import { ModelCatalog } from "@tidyllm/core"
 import { Layers, Load } from "../dist/index.js"
@@ -68,6 +69,7 @@ const gw1 = await get(CorporateLlmGateway.CorporateLlmGateway)
 const gw2 = await get(AiProcessingGateway.AiProcessingGateway)
 const catalog = await get(ModelCatalog.ModelCatalog)
 const serve = await rt.runPromise(Chat.makeServe)
+const sql = await get(SqlClient.SqlClient)
 
 const provider = Option.getOrThrow(providers.get("upstream"))
 const model = Option.getOrThrow(catalog.resolve("gpt-4o-mini"))
@@ -88,6 +90,7 @@ const incoming = () => Object.assign(Readable.from([Buffer.from(bodyText)]), { h
 const pieces = {
   "ledger reserve+settle": () => Effect.flatMap(ledger.reserve({ scopes, amount: 1000, request_id: "parts", ttl_ms: 900_000 }), (r) => ledger.settle(r, 500)),
   "audit.write": () => audit.write(entry()),
+  "sql insert (bare)": () => { const { cost: _, ...row } = entry(); return sql`INSERT INTO llm_audit_log ${sql.insert({ ...row, cost: "0.000000027" })} ON CONFLICT (id) DO NOTHING` },
   "provider.complete": () => provider.complete({ model, model_id: "gpt-4o-mini", messages, max_tokens: 64 }),
   "gw1.process": () => gw1.process(request, { ...context(), attempt: 1, timeout_ms: 30_000 }),
   "gw2.process": () => gw2.process(request, context()),
@@ -165,7 +168,19 @@ if (arg("trace") !== undefined) {
       const f = effect.effect_instruction_i0 ?? effect.effect_instruction_i1
       const where = typeof f === "function" ? (f.name || f.toString().replace(/\s+/g, " ").slice(0, 90)) : String(effect._op)
       let key = `${effect._op} ${where}`
-      if (effect._op === "Success" || effect._op === "UpdateRuntimeFlags" || effect._op === "OnSuccess") {
+      if (effect._op === "UpdateRuntimeFlags" && process.argv.includes("--regions")) {
+        const st = _fiber._stack ?? []
+        const frames = []
+        for (let k = st.length - 1; k >= 0 && frames.length < 4; k--) {
+          const fr = st[k]
+          if (fr._op === "RevertFlags") continue
+          const g = fr.effect_instruction_i1 ?? fr.effect_instruction_i2
+          const src = typeof g === "function" ? g.toString().replace(/\s+/g, " ") : ""
+          if (/^(a|exit|cause|cause1|self|b|value|_) =>/.test(src) && src.length < 60) continue
+          frames.push(src.slice(0, 70))
+        }
+        key = `Region | ${frames.join(" | ")}`
+      } else if (effect._op === "Success" || effect._op === "UpdateRuntimeFlags" || effect._op === "OnSuccess") {
         const top = _fiber._stack?.[_fiber._stack.length - 1]
         const k = top?.effect_instruction_i1 ?? top?.effect_instruction_i2 ?? top?.effect_instruction_i0
         const src = typeof k === "function" ? (k.name || k.toString().replace(/\s+/g, " ").slice(0, 100)) : String(top?._op)
@@ -183,6 +198,24 @@ if (arg("trace") !== undefined) {
   const rows = [...t.hist].sort((a, b) => b[1] - a[1])
   console.log(`${arg("trace")}: ${(rows.reduce((n, r) => n + r[1], 0) / calls).toFixed(0)} ops per call`)
   for (const [k, n] of rows.slice(0, Number(arg("top", 60)))) console.log(`${(n / calls).toFixed(1).padStart(6)}  ${k}`)
+  await rt.dispose()
+  up.kill()
+  rmSync(dir, { recursive: true, force: true })
+  process.exit(0)
+}
+
+/** With --lat A,B: the wall time of one call of each piece, one caller at a time (p50, p90 of 1000 calls). */
+if (arg("lat") !== undefined) {
+  for (const name of arg("lat").split(",")) {
+    const times = []
+    for (let i = 0; i < 1200; i++) {
+      const start = performance.now()
+      await rt.runPromise(Effect.withTracerEnabled(pieces[name](), false))
+      if (i >= 200) times.push(performance.now() - start)
+    }
+    times.sort((a, b) => a - b)
+    console.log(`${name.padEnd(28)} p50 ${times[500].toFixed(3)} ms, p90 ${times[900].toFixed(3)}`)
+  }
   await rt.dispose()
   up.kill()
   rmSync(dir, { recursive: true, force: true })

@@ -466,6 +466,11 @@ export const make = Effect.gen(function*() {
 
   const withTimeout = <A>(self: Effect.Effect<A, Errors.ProviderError>, a: Admitted, options: CallOptions) =>
     options.timeout_ms === undefined ? self : Deadline.timeoutFail(self, options.timeout_ms, timedOut(a, options.timeout_ms))
+  /** The provider's answer within the attempt's timeout: timed by the provider when it can, else here. */
+  const completion = (a: Admitted, options: CallOptions) =>
+    a.provider.timed === true && options.timeout_ms !== undefined
+      ? a.provider.complete({ ...a.call, timeout_ms: options.timeout_ms })
+      : withTimeout(a.provider.complete(a.call), a, options)
 
   const process = (request: LlmRequest.LLMRequest, options: CallOptions) => Effect.gen(function*() {
     const started = yield* Clock.currentTimeMillis
@@ -475,7 +480,7 @@ export const make = Effect.gen(function*() {
         // Admission is not interruptible: a reservation that commits is always seen, and settled below.
         const { admitted, reservation } = yield* admitAndReserve(request, options, auditId, started)
         const callStart = clock.unsafeCurrentTimeNanos()
-        const exit = yield* Effect.exit(restore(withTimeout(admitted.provider.complete(admitted.call), admitted, options)))
+        const exit = yield* Effect.exit(restore(completion(admitted, options)))
         yield* upstreamEnded(admitted, callStart, exit)
         const now = yield* Clock.currentTimeMillis
         if (Exit.isSuccess(exit)) {

@@ -20,8 +20,9 @@ export interface ProviderCall {
   readonly response_format?: LlmRequest.ResponseFormat | undefined
   readonly seed?: number | undefined
   /**
-   * For `open` only (gateway #1 times every other call itself): how long the stream may take to
-   * start, then to give each of its next events, before it fails with {@link timedOut}.
+   * How long the answer may take before the call fails with {@link timedOut}: for `complete`
+   * (of a provider that says it is `timed`), the whole answer; for `open`, the stream's start,
+   * then each wait for its next events. Gateway #1 times the other calls itself.
    */
   readonly timeout_ms?: number | undefined
 }
@@ -84,6 +85,11 @@ export interface LlmProvider {
   readonly name: string
   /** `true` for the offline mock: responses say so. */
   readonly mock: boolean
+  /**
+   * `true` when `complete` honours `call.timeout_ms` itself (a plain timer that aborts the request);
+   * otherwise gateway #1 times it with a child fiber.
+   */
+  readonly timed?: boolean | undefined
   readonly complete: (call: ProviderCall) => Effect.Effect<Completion, Errors.ProviderError>
   /** Streams `TextDelta`s and `ToolCallDelta`s, then `Usage` and `Finish` (each at most once, in any order at the end). */
   readonly stream: (call: ProviderCall) => Stream.Stream<StreamEvent, Errors.ProviderError>

@@ -21,6 +21,7 @@ import {
 } from "./internal/errors.js"
 import { endpoint, headerOf, postJson, postStreaming } from "./internal/jsonPost.js"
 import { retryAfterField, retryAfterMs } from "./internal/retryAfter.js"
+import { timedPromise } from "./internal/timed.js"
 import { eventReader } from "./internal/sse.js"
 import { clientSpan } from "./internal/spans.js"
 
@@ -437,11 +438,14 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
       const context = contextOf(call.model_id)
       yield* requireKey(context)
       const params = yield* paramsOf(call, context)
-      // Interruption aborts `signal`, which aborts the request (or the read of its body).
-      const answer = yield* Effect.tryPromise({
-        try: (signal) => postJson(target, "/chat/completions", headers, JSON.stringify(params), signal),
-        catch: (error) => toProviderError(error, context)
-      })
+      // Interruption, or the call's timeout, aborts the request (or the read of its body).
+      const ms = call.timeout_ms
+      const answer = yield* timedPromise(
+        (signal) => postJson(target, "/chat/completions", headers, JSON.stringify(params), signal),
+        ms,
+        () => LlmProvider.timedOut(name, call.model.id, ms ?? 0),
+        (error) => toProviderError(error, context)
+      )
       if (answer.status < 200 || answer.status > 299) return yield* Effect.fail(httpError(answer.status, answer.text, context, retryAfterMs(answer.header)))
       const completion = yield* Effect.try({
         try: () => toCompletion(JSON.parse(answer.text) as OpenAI.ChatCompletion),
@@ -616,6 +620,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
     return {
       name,
       mock: false,
+      timed: true,
       complete,
       stream,
       open,

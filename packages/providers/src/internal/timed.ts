@@ -1,0 +1,41 @@
+/**
+ * A call that returns a promise, as an Effect timed with one plain timer: its signal is aborted
+ * when the fiber is interrupted, or when `ms` runs out (the call then fails with `onTimeout()`).
+ * Gateway #1 would otherwise time the call with a child fiber of its own (`Deadline.timeoutFail`),
+ * whose fork and join of fiber refs cost more than the rest of the call's bookkeeping.
+ */
+import { Effect } from "effect"
+
+export const timedPromise = <A, E>(
+  run: (signal: AbortSignal) => Promise<A>,
+  ms: number | undefined,
+  onTimeout: () => E,
+  onError: (error: unknown) => E
+): Effect.Effect<A, E> =>
+  Effect.async<A, E>((resume) => {
+    const controller = new AbortController()
+    let timer: ReturnType<typeof setTimeout> | undefined
+    let settled = false
+    const settle = (result: Effect.Effect<A, E>) => {
+      if (settled) return
+      settled = true
+      if (timer !== undefined) clearTimeout(timer)
+      resume(result)
+    }
+    if (ms !== undefined) {
+      timer = setTimeout(() => {
+        settle(Effect.fail(onTimeout()))
+        controller.abort()
+      }, ms)
+    }
+    try {
+      run(controller.signal).then((a) => settle(Effect.succeed(a)), (error: unknown) => settle(Effect.fail(onError(error))))
+    } catch (error) {
+      settle(Effect.fail(onError(error)))
+    }
+    return Effect.sync(() => {
+      settled = true
+      if (timer !== undefined) clearTimeout(timer)
+      controller.abort()
+    })
+  })
