@@ -565,6 +565,19 @@ describe("OpenAiProvider", () => {
         expect(yield* Deferred.await(closed).pipe(Effect.timeout("1 second"))).toBe(false)
       }))
 
+    it.scopedLive("complete with timeout_ms (the adapter is timed): fails as a timeout and aborts the request", () =>
+      Effect.gen(function*() {
+        const { stub, provider } = yield* setup()
+        expect(provider.timed).toBe(true)
+        yield* provider.complete(call)
+        stub.setScenario("hang")
+        const started = Date.now()
+        const error = yield* Effect.flip(provider.complete({ ...call, timeout_ms: 150 }))
+        expect(error).toMatchObject({ _tag: "ProviderError", kind: "timeout", retryable: true, message: `no answer from 'openai' within 150 ms` })
+        expect(Date.now() - started).toBeGreaterThanOrEqual(140)
+        yield* eventually(() => stub.aborted() === 1)
+      }))
+
     it.scopedLive("open with timeout_ms: a response that does not start, and a stream gone silent, fail as timeouts and close the connection", () =>
       Effect.gen(function*() {
         const { stub, provider } = yield* setup({}, "hang")
