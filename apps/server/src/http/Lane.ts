@@ -65,16 +65,17 @@ export const make = Effect.gen(function*() {
         return accessLog ? accessLine("POST", url, route, status, seconds, upstream, principal) : Effect.void
       })
 
+    /** Sends the answer, then records the metrics and the access-log line (not in the answer's way). */
     const sendJson = (status: number, body: unknown, headers: Readonly<Record<string, string>>) =>
-      Effect.zipRight(
-        heading(status),
-        Effect.sync(() => {
-          if (response.headersSent) return
+      Effect.suspend(() => {
+        const at = performance.now()
+        if (!response.headersSent) {
           const text = JSON.stringify(body)
           response.writeHead(status, { ...headers, "content-type": "application/json", "content-length": Buffer.byteLength(text), "x-request-id": requestId })
           response.end(text)
-        })
-      )
+        }
+        return heading(status, at)
+      })
 
     const sendError = (e: ApiFailure) => sendJson(e.status, errorBody(e, requestId), errorHeaders(e))
 
