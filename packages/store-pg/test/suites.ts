@@ -271,6 +271,21 @@ export const auditSuite = (engine: string, fresh: FreshDatabase) => {
         }))
         expect(yield* count("llm_audit_log", `request_id = '${rid}'`)).toBe(40)
       }))
+
+    it.effect("buffered durability: rows that arrive while the writer lingers are committed together", () =>
+      Effect.gen(function*() {
+        const rid = unique("linger")
+        const log = yield* PgAuditLog.make({ durability: "buffered", lingerMs: 200 })
+        const before = (yield* Metric.value(PgAuditLog.batchesCommitted)).count
+        // One row, then 29 more within the linger: one commit (without it, the lone first row
+        // would have gone alone, and the rest after it).
+        yield* log.write(auditEntry({ request_id: rid }))
+        yield* Effect.sleep("20 millis")
+        yield* Effect.forEach(Array.from({ length: 29 }, () => auditEntry({ request_id: rid })), (e) => log.write(e), { discard: true })
+        yield* Effect.sleep("600 millis")
+        expect(yield* count("llm_audit_log", `request_id = '${rid}'`)).toBe(30)
+        expect((yield* Metric.value(PgAuditLog.batchesCommitted)).count - before).toBe(1)
+      }).pipe(Effect.scoped))
   })
 }
 
