@@ -10,7 +10,8 @@
  *
  * When the database is unreachable, the batch is retried with backoff until the oldest row has
  * waited `maxWait` (5 s by default), then every writer fails with `StoreUnavailable`: no answer
- * without its record. With `buffered` durability no writer waits, so a batch is retried until the
+ * without its record. With `buffered` durability no writer waits: the writer lets rows gather for
+ * `lingerMs` (5 ms) before it commits a batch, and a batch is retried until the
  * database is back (each try bounded by `maxWait`) and its rows are written after an outage; only
  * once shutdown has begun does it give up, `maxWait` after that. A batch refused for its data (a
  * bad value, a violated constraint) is split so that only the bad row fails. On shutdown, rows
