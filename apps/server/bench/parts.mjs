@@ -84,6 +84,8 @@ const entry = () => ({
   error_type: null, error_message: null, prompt: "[redacted]", audit_level: "redacted", attempt: 1
 })
 const bodyText = JSON.stringify(request)
+const streamText = JSON.stringify({ ...request, stream: true })
+const incomingStream = () => Object.assign(Readable.from([Buffer.from(streamText)]), { headers: { "content-type": "application/json", "content-length": String(streamText.length) } })
 /** A request body as Node's server gives it to the handler. */
 const incoming = () => Object.assign(Readable.from([Buffer.from(bodyText)]), { headers: { "content-type": "application/json", "content-length": String(bodyText.length) } })
 
@@ -96,7 +98,8 @@ const pieces = {
   "gw2.process": () => gw2.process(request, context()),
   "handler (makeServe)": () => Effect.scoped(serve(incoming(), context())),
   "gw2.processStream (whole)": () => Stream.runDrain(gw2.processStream(request, context())),
-  "gw2.openStream (first pull)": () => Effect.scoped(Effect.flatMap(gw2.openStream(request, context()), (pull) => pull))
+  "gw2.openStream (first pull)": () => Effect.scoped(Effect.flatMap(gw2.openStream(request, context()), (pull) => pull)),
+  "handler stream (whole)": () => Effect.scoped(Effect.flatMap(serve(incomingStream(), context()), (a) => Stream.runDrain(Sse.toStream(a.events))))
 }
 
 const run = async (piece, ms) => {
@@ -204,6 +207,24 @@ if (arg("trace") !== undefined) {
   process.exit(0)
 }
 
+/** With --leak PIECE: heap after a full GC every N calls (run with --expose-gc): a growth that does not level off is a leak. */
+if (arg("leak") !== undefined) {
+  const piece = pieces[arg("leak")]
+  const heap = () => { globalThis.gc(); globalThis.gc(); return process.memoryUsage().heapUsed / 2 ** 20 }
+  const line = []
+  for (let round = 0; round < Number(arg("rounds", 6)); round++) {
+    await Promise.all(Array.from({ length: conc }, async () => {
+      for (let i = 0; i < Number(arg("calls", 4000)) / conc; i++) await rt.runPromise(Effect.withTracerEnabled(piece(), false))
+    }))
+    line.push(heap().toFixed(1))
+  }
+  console.log(`${arg("leak")}: heap MiB after each round of ${arg("calls", 4000)} calls: ${line.join(" ")}`)
+  await rt.dispose()
+  up.kill()
+  rmSync(dir, { recursive: true, force: true })
+  process.exit(0)
+}
+
 /** With --lat A,B: the wall time of one call of each piece, one caller at a time (p50, p90 of 1000 calls). */
 if (arg("lat") !== undefined) {
   for (const name of arg("lat").split(",")) {
@@ -251,8 +272,6 @@ if (process.argv.includes("--first")) {
     await firstEvent("gw1.processStream", () => gw1.processStream(request, { ...context(), attempt: 1, timeout_ms: 30_000 }))
     await firstEvent("gw1.processStream, no timeout", () => gw1.processStream(request, { ...context(), attempt: 1 }))
     await firstEvent("gw2.processStream", () => gw2.processStream(request, context()))
-    const streamText = JSON.stringify({ ...request, stream: true })
-    const incomingStream = () => Object.assign(Readable.from([Buffer.from(streamText)]), { headers: { "content-type": "application/json", "content-length": String(streamText.length) } })
     await firstEvent("handler (makeServe), SSE", () => Stream.unwrapScoped(Effect.map(serve(incomingStream(), context()), (a) => Sse.toStream(a.events))))
     await pool.close()
   } finally {
