@@ -381,15 +381,16 @@ describe("AnthropicProvider", () => {
         expect(error.message).toContain("ECONNREFUSED")
       }))
 
-    it.scoped("a 429 with Retry-After carries the wait the upstream asked for", () =>
+    /** The adapter against a bare server that answers every request with `status`, `headers` and the JSON `body(request)`; closed with the scope. */
+    const against = (status: number, headers: Http.OutgoingHttpHeaders, body: (req: Http.IncomingMessage) => unknown) =>
       Effect.gen(function*() {
         const server = yield* Effect.acquireRelease(
           Effect.async<Http.Server>((resume) => {
             const server = Http.createServer((req, res) => {
               req.resume()
               req.on("end", () => {
-                res.writeHead(429, { "content-type": "application/json", "retry-after": "3" })
-                res.end(JSON.stringify({ type: "error", error: { type: "rate_limit_error", message: "Number of requests has exceeded your rate limit" } }))
+                res.writeHead(status, { "content-type": "application/json", ...headers })
+                res.end(JSON.stringify(body(req)))
               })
             })
             server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
@@ -400,34 +401,25 @@ describe("AnthropicProvider", () => {
           })
         )
         const { port } = server.address() as AddressInfo
-        const provider = yield* AnthropicProvider.make({ apiKey: Redacted.make(apiKey), baseUrl: `http://127.0.0.1:${port}` })
+        return yield* AnthropicProvider.make({ apiKey: Redacted.make(apiKey), baseUrl: `http://127.0.0.1:${port}` })
+      })
+
+    it.scoped("a 429 with Retry-After carries the wait the upstream asked for", () =>
+      Effect.gen(function*() {
+        const provider = yield* against(429, { "retry-after": "3" }, () => ({
+          type: "error",
+          error: { type: "rate_limit_error", message: "Number of requests has exceeded your rate limit" }
+        }))
         expect(yield* Effect.flip(provider.complete(call))).toMatchObject({ kind: "throttled", upstream_status: 429, retry_after_ms: 3000 })
       }))
 
     it.scoped("never repeats the API key, even when the upstream echoes it", () =>
       Effect.gen(function*() {
         // An upstream (or a proxy in front of it) that quotes the key it got back in its error.
-        const server = yield* Effect.acquireRelease(
-          Effect.async<Http.Server>((resume) => {
-            const server = Http.createServer((req, res) => {
-              req.resume()
-              req.on("end", () => {
-                res.writeHead(401, { "content-type": "application/json" })
-                res.end(JSON.stringify({
-                  type: "error",
-                  error: { type: "authentication_error", message: `invalid credentials: ${String(req.headers.authorization)}` }
-                }))
-              })
-            })
-            server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
-          }),
-          (server) => Effect.async<void>((resume) => {
-            server.close(() => resume(Effect.void))
-            server.closeAllConnections()
-          })
-        )
-        const { port } = server.address() as AddressInfo
-        const provider = yield* AnthropicProvider.make({ apiKey: Redacted.make(apiKey), baseUrl: `http://127.0.0.1:${port}` })
+        const provider = yield* against(401, {}, (req) => ({
+          type: "error",
+          error: { type: "authentication_error", message: `invalid credentials: ${String(req.headers.authorization)}` }
+        }))
 
         const error = yield* Effect.flip(provider.complete(call))
 
