@@ -23,7 +23,9 @@ const table = {
 }
 const io = /^(node:)?(fs|fs\/promises|child_process|net|tls|http|https|http2|dgram|worker_threads|process)$|^(pg|pg-pool|ioredis|redis|undici|@aws-sdk\/.*|@smithy\/.*|@effect\/sql.*|@effect\/platform.*|@electric-sql\/.*|openai|@anthropic-ai\/.*)$/
 const nodeBuiltinOk = /^node:(crypto|path|url|util|buffer|events|stream|timers|os)$/
-const importRe = /import\s+['"]([^'"]+)['"]|(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|require\(\s*['"]([^'"]+)['"]\s*\)/g
+// An import/export's clause holds no `=` or backtick: a declaration (`export const f = …`) whose
+// body says "from '…'" in a string is not an import.
+const importRe = /import\s+['"]([^'"]+)['"]|(?:import|export)\s[^'"=`]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|require\(\s*['"]([^'"]+)['"]\s*\)/g
 
 const walk = (dir) => !existsSync(dir) ? [] : readdirSync(dir).flatMap((name) => {
   const p = join(dir, name)
