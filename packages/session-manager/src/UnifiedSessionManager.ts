@@ -14,7 +14,7 @@
  */
 import { createHash } from "node:crypto"
 import { Cause, Clock, Context, Effect, Exit, Layer, Option, ParseResult, Schema } from "effect"
-import { Errors, Ids } from "@tidyllm/core"
+import { Errors, Ids, ThrottledLog } from "@tidyllm/core"
 import * as ObjectStore from "./ObjectStore.js"
 import * as WorkflowAudit from "./WorkflowAudit.js"
 
@@ -221,8 +221,27 @@ const VERSION_FILE = /^v([1-9][0-9]{0,8})\.json$/
 const CURRENT_FILE = "current.json"
 
 const STORE = "object store"
-const unavailable = (error: ObjectStore.ObjectStoreError) =>
-  new Errors.StoreUnavailable({ message: `${STORE} failed on ${error.key}: ${error.message}`, store: STORE })
+
+/** What failed, in words fit for a client: the cause's error code or name (`ECONNREFUSED`, `NoSuchBucket`). */
+const reasonOf = (error: ObjectStore.ObjectStoreError): string => {
+  const cause: unknown = error.cause
+  const field = (name: string) =>
+    typeof cause === "object" && cause !== null && name in cause && typeof (cause as Record<string, unknown>)[name] === "string"
+      ? (cause as Record<string, string>)[name]
+      : undefined
+  const code = field("code") ?? field("Code") ?? field("name")
+  return code !== undefined && /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/.test(code) && code !== "Error" ? code : "the store did not answer"
+}
+
+/** An outage fails every request: its details (the store's address, bucket, key) are logged once per 10 s. */
+const warn = ThrottledLog.make(10_000)
+
+/** Fails with `StoreUnavailable` naming the store and what failed, never its address or bucket; logs the detail. */
+const unavailable = (error: ObjectStore.ObjectStoreError): Effect.Effect<never, Errors.StoreUnavailable> =>
+  Effect.zipRight(
+    warn(STORE, `${STORE} failed on ${error.key}: ${error.message}`),
+    Effect.fail(new Errors.StoreUnavailable({ message: `${STORE} is unavailable (${reasonOf(error)}); the details are in the server log`, store: STORE }))
+  )
 
 const Json = Schema.parseJson(Schema.Unknown, { space: 2 })
 const PointerJson = Schema.parseJson(CurrentPointer, { space: 2 })
@@ -345,10 +364,10 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Objec
         })
       )
 
-    const get = (key: string) => store.get(key).pipe(Effect.catchTag("ObjectStoreError", (e) => Effect.fail(unavailable(e))))
+    const get = (key: string) => store.get(key).pipe(Effect.catchTag("ObjectStoreError", unavailable))
     const put = (key: string, body: Uint8Array) =>
-      store.put(key, body, "application/json").pipe(Effect.catchTag("ObjectStoreError", (e) => Effect.fail(unavailable(e))))
-    const list = (prefix: string): Effect.Effect<ReadonlyArray<string>, Errors.StoreUnavailable> => store.list(prefix).pipe(Effect.catchTag("ObjectStoreError", (e) => Effect.fail(unavailable(e))))
+      store.put(key, body, "application/json").pipe(Effect.catchTag("ObjectStoreError", unavailable))
+    const list = (prefix: string): Effect.Effect<ReadonlyArray<string>, Errors.StoreUnavailable> => store.list(prefix).pipe(Effect.catchTag("ObjectStoreError", unavailable))
 
     const workflowPrefix = (id: string) => `${versionsPrefix}${id}/`
     const versionKey = (id: string, version: number) => `${workflowPrefix(id)}v${version}.json`
@@ -429,7 +448,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Objec
             for (let n = first; n < first + maxAttempts && Option.isNone(version); n++) {
               const created = yield* store.putIfAbsent(versionKey(id, n), body, "application/json").pipe(
                 Effect.as(true),
-                Effect.catchTags({ ObjectExists: () => Effect.succeed(false), ObjectStoreError: (e) => Effect.fail(unavailable(e)) })
+                Effect.catchTags({ ObjectExists: () => Effect.succeed(false), ObjectStoreError: unavailable })
               )
               if (created) version = Option.some(n)
             }

@@ -234,7 +234,11 @@ describe("UnifiedSessionManager: audit", () => {
 
   it.effect("an object store failure is StoreUnavailable, audited as a failure", () =>
     Effect.gen(function*() {
-      const failing = new ObjectStore.ObjectStoreError({ message: "connection reset", key: "workflows/w.json" })
+      const failing = new ObjectStore.ObjectStoreError({
+        message: "S3 get of s3://secret-bucket/workflows/w.json failed: connect ECONNRESET 10.1.2.3:9000",
+        key: "workflows/w.json",
+        cause: Object.assign(new Error("connect ECONNRESET 10.1.2.3:9000"), { code: "ECONNRESET" })
+      })
       const broken: ObjectStore.Service = {
         put: () => Effect.fail(failing),
         putIfAbsent: () => Effect.fail(failing),
@@ -249,9 +253,11 @@ describe("UnifiedSessionManager: audit", () => {
       )
       const e = yield* Effect.flip(sm.getWorkflow(ctx, "w.json"))
       expect(e._tag).toBe("StoreUnavailable")
-      expect(e.message).toContain("connection reset")
+      // The caller learns what failed, not the store's address or bucket (those go to the log).
+      expect(e.message).toBe("object store is unavailable (ECONNRESET); the details are in the server log")
+      expect(e.message).not.toMatch(/10\.1\.2\.3|secret-bucket/)
       expect((yield* Ref.get(rows)).map((r) => r.detail)).toEqual([{ request_id: "req-7", prefix: "workflows/", outcome: "failure", error: "StoreUnavailable" }])
-      expect(yield* sm.health).toEqual({ healthy: false, prefix: "workflows/", detail: "connection reset" })
+      expect(yield* sm.health).toEqual({ healthy: false, prefix: "workflows/", detail: failing.message })
     }))
 })
 
