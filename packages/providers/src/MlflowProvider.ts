@@ -6,9 +6,9 @@
  *
  * `seed` is not sent: the gateway's chat schema has none.
  */
-import { Errors, Spans, type LlmRequest, type Usage } from "@tidyllm/core"
-import type { LlmProvider } from "@tidyllm/corporate-llm"
-import { Duration, Effect, Either, Option, ParseResult, Predicate, Redacted, Schema, Stream, type Scope } from "effect"
+import { Errors, Pulls, Spans, type LlmRequest, type Usage } from "@tidyllm/core"
+import * as LlmProvider from "@tidyllm/corporate-llm/LlmProvider"
+import { Chunk, Duration, Effect, Either, Option, ParseResult, Predicate, Redacted, Schema, type Scope } from "effect"
 import {
   causeChain,
   connectionCodes,
@@ -22,6 +22,7 @@ import {
 } from "./internal/errors.js"
 import { retryAfterField, retryAfterMs } from "./internal/retryAfter.js"
 import { clientSpan } from "./internal/spans.js"
+import { timedPromise, TimedOut, within } from "./internal/timed.js"
 
 /** Adapter options the app decides. */
 export interface Options {
@@ -310,9 +311,10 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
      * One JSON exchange. Headers and body are read under one promise, so interrupting the
      * effect at any point aborts the request.
      */
-    const exchange = <A, I>(endpoint: string, body: unknown, schema: Schema.Schema<A, I>, context: ErrorContext) =>
-      Effect.tryPromise({
-        try: async (signal) => {
+    /** One JSON exchange; with `timeout` (the call's), timed here with one timer that aborts the request. */
+    const exchange = <A, I>(endpoint: string, body: unknown, schema: Schema.Schema<A, I>, context: ErrorContext, timeout?: { readonly ms: number; readonly model: string }) =>
+      timedPromise(
+        async (signal) => {
           const response = await fetch(invocations(endpoint), {
             method: "POST",
             headers: headers("application/json"),
@@ -321,8 +323,10 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
           })
           return { status: response.status, ok: response.ok, text: await response.text(), retryAfter: retryAfterMs((name) => response.headers.get(name)) }
         },
-        catch: (error) => toProviderError(error, context)
-      }).pipe(
+        timeout?.ms,
+        () => LlmProvider.timedOut(name, timeout?.model ?? context.model, timeout?.ms ?? 0),
+        (error) => toProviderError(error, context)
+      ).pipe(
         Effect.flatMap(({ ok, retryAfter, status, text }) => {
           if (!ok) return Effect.fail(httpError(status, text, context, retryAfter))
           const json = parseJsonText(text)
@@ -338,7 +342,8 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
 
     const complete = (call: LlmProvider.ProviderCall) => Effect.gen(function*() {
       yield* Spans.annotate({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
-      const response = yield* exchange(call.model_id, toChatBody(call, false), ChatResponse, contextOf(call.model_id))
+      const response = yield* exchange(call.model_id, toChatBody(call, false), ChatResponse, contextOf(call.model_id),
+        call.timeout_ms === undefined ? undefined : { ms: call.timeout_ms, model: call.model.id })
       const choice = response.choices[0]
       const toolCalls = (choice.message.tool_calls ?? []).map((t): LlmRequest.ToolCall => ({
         id: t.id,
@@ -354,9 +359,12 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
       } satisfies LlmProvider.Completion
     }).pipe(Effect.mapError(scrub), Spans.span("MlflowProvider.complete", chatSpan))
 
-    const stream = (call: LlmProvider.ProviderCall): Stream.Stream<LlmProvider.StreamEvent, Errors.ProviderError> => {
+    const open = (call: LlmProvider.ProviderCall): Pulls.Open<LlmProvider.StreamEvent, Errors.ProviderError> => {
       const context = contextOf(call.model_id)
-      return Stream.unwrapScoped(Effect.gen(function*() {
+      // The call's timeout, with a plain timer per wait: for the response to start, then for each read.
+      const ms = call.timeout_ms
+      const timedOut = () => LlmProvider.timedOut(name, call.model.id, ms ?? 0)
+      return Effect.gen(function*() {
         // One controller for the whole exchange: aborting it after the headers also cancels the
         // body, so a consumer that stops (or is interrupted) closes the upstream connection.
         const controller = yield* Effect.acquireRelease(
@@ -365,16 +373,16 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         )
         const response = yield* Effect.tryPromise({
           try: () =>
-            fetch(invocations(call.model_id), {
+            within(fetch(invocations(call.model_id), {
               method: "POST",
               headers: headers("text/event-stream"),
               body: JSON.stringify(toChatBody(call, true)),
               signal: controller.signal
-            }),
-          catch: (error) => toProviderError(error, context)
+            }), ms),
+          catch: (error) => (error instanceof TimedOut ? timedOut() : toProviderError(error, context))
         })
         if (!response.ok) {
-          const text = yield* Effect.promise(() => response.text().catch(() => ""))
+          const text = yield* Effect.promise(() => within(response.text(), ms).catch(() => ""))
           return yield* Effect.fail(httpError(response.status, text, context, retryAfterMs((name) => response.headers.get(name))))
         }
         if (response.body === null) {
@@ -432,14 +440,14 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
           }))
         }
 
-        const pull: Effect.Effect<ReadonlyArray<LlmProvider.StreamEvent>, Option.Option<Errors.ProviderError>> = Effect.suspend(() =>
+        const pull: Pulls.Pull<LlmProvider.StreamEvent, Errors.ProviderError> = Effect.suspend(() =>
           pending !== undefined
             ? Effect.fail(Option.some(pending))
             : done
             ? Effect.fail(Option.none())
             : Effect.tryPromise({
-              try: () => reader.read(),
-              catch: (error) => Option.some(toProviderError(error, context))
+              try: () => within(reader.read(), ms),
+              catch: (error) => Option.some(error instanceof TimedOut ? timedOut() : toProviderError(error, context))
             }).pipe(Effect.flatMap((result) => {
               if (result.done) {
                 // The body ended cleanly but without `[DONE]`: a cut answer, never a complete one.
@@ -456,12 +464,16 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
                 out.push(...events.right)
                 if (done) break
               }
-              return Effect.succeed(out)
+              return Effect.succeed(Chunk.unsafeFromArray(out))
             }))
-        )
-        return Stream.repeatEffectOption(pull).pipe(Stream.flattenIterables)
-      })).pipe(Stream.mapError(scrub), Spans.streamSpan("MlflowProvider.stream", { ...chatSpan, attributes: { ...chatSpan.attributes, provider: name, model: call.model_id, "gen_ai.request.model": call.model_id } }))
+        ).pipe(Effect.mapError(Option.map(scrub)))
+        return pull
+      }).pipe(
+        Effect.mapError(scrub),
+        Pulls.span("MlflowProvider.stream", { ...chatSpan, attributes: { ...chatSpan.attributes, provider: name, model: call.model_id, "gen_ai.request.model": call.model_id } })
+      )
     }
+    const stream = (call: LlmProvider.ProviderCall) => Pulls.toStream(open(call))
 
     const embed = Effect.fn("MlflowProvider.embed", clientSpan(name, "embeddings", base))(function*(call: LlmProvider.EmbedCall) {
       yield* Spans.annotate({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
@@ -513,8 +525,10 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
     return {
       name,
       mock: false,
+      timed: true,
       complete,
       stream,
+      open,
       embed,
       health
     } satisfies LlmProvider.LlmProvider

@@ -21,7 +21,7 @@ import {
 } from "./internal/errors.js"
 import { endpoint, headerOf, postJson, postStreaming } from "./internal/jsonPost.js"
 import { retryAfterField, retryAfterMs } from "./internal/retryAfter.js"
-import { timedPromise } from "./internal/timed.js"
+import { timedPromise, TimedOut, within } from "./internal/timed.js"
 import { eventReader } from "./internal/sse.js"
 import { clientSpan } from "./internal/spans.js"
 
@@ -66,9 +66,6 @@ const kindByType: ReadonlyMap<string, Errors.ProviderErrorKind> = new Map<string
 ])
 
 const labelOf = (provider: string): string => (provider === "openai" ? "OpenAI" : provider)
-
-/** What a wait that outlasted the call's timeout rejects with. */
-class TimedOut extends Error {}
 
 /** undici's words for a connection the other side closed mid-answer. */
 const cutMessage = /^terminated$|other side closed|socket hang up/i
@@ -485,25 +482,14 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         // The call's timeout, with a plain timer per wait: for the response to start, then for each read.
         const ms = call.timeout_ms
         const timedOut = () => LlmProvider.timedOut(name, call.model.id, ms ?? 0)
-        const within = <A>(promise: Promise<A>): Promise<A> =>
-          ms === undefined ? promise : new Promise<A>((resolve, reject) => {
-            const timer = setTimeout(() => reject(new TimedOut()), ms)
-            promise.then((a) => {
-              clearTimeout(timer)
-              resolve(a)
-            }, (e: unknown) => {
-              clearTimeout(timer)
-              reject(e instanceof Error ? e : new Error(String(e)))
-            })
-          })
         const failure = (error: unknown) => (error instanceof TimedOut ? timedOut() : toProviderError(error, context))
         const response = yield* Effect.tryPromise({
           try: () =>
-            within(postStreaming(target, "/chat/completions", streamHeaders, JSON.stringify({ ...params, stream: true, stream_options: { include_usage: true } }), controller.signal)),
+            within(postStreaming(target, "/chat/completions", streamHeaders, JSON.stringify({ ...params, stream: true, stream_options: { include_usage: true } }), controller.signal), ms),
           catch: failure
         })
         if (response.statusCode < 200 || response.statusCode > 299) {
-          const text = yield* Effect.tryPromise({ try: () => within(response.body.text()), catch: failure })
+          const text = yield* Effect.tryPromise({ try: () => within(response.body.text(), ms), catch: failure })
           return yield* Effect.fail(httpError(response.statusCode, text, context, retryAfterMs(headerOf(response.headers))))
         }
         const seen: { finish: string | undefined; usage: Usage.TokenUsage | undefined; done: boolean } = { finish: undefined, usage: undefined, done: false }
@@ -551,7 +537,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         const pull: Pull = Effect.suspend(() =>
           over
             ? Effect.fail(Option.none())
-            : Effect.matchEffect(Effect.tryPromise({ try: () => within(reader.next()), catch: (error) => error }), {
+            : Effect.matchEffect(Effect.tryPromise({ try: () => within(reader.next(), ms), catch: (error) => error }), {
               onSuccess: (messages) => {
                 if (messages === undefined) return ending()
                 const events = eventsOf(messages)

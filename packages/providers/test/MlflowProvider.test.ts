@@ -1,7 +1,7 @@
 import { assert, describe, expect, it } from "@effect/vitest"
 import { Errors, type LlmRequest, type ModelCatalog } from "@tidyllm/core"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
-import { Chunk, Duration, Effect, Either, Fiber, Redacted, Stream } from "effect"
+import { Chunk, Duration, Effect, Either, Fiber, Option, Redacted, Stream } from "effect"
 import * as MlflowProvider from "../src/MlflowProvider.js"
 import { startMlflowStub, type MlflowStubOptions } from "./stubs/MlflowStub.js"
 import { fixture, type StubHandle } from "./stubs/Scenario.js"
@@ -338,6 +338,31 @@ describe("MlflowProvider", () => {
 
         expect(Either.isLeft(result)).toBe(true)
         yield* eventually(() => stub.aborted() === 1, 1000)
+      }))
+
+    it.scopedLive("the call's timeout_ms (the adapter is timed): complete, a stream that does not start, and one gone silent fail as timeouts and stop the upstream", () =>
+      Effect.gen(function*() {
+        const { stub, provider } = yield* setup()
+        expect(provider.timed).toBe(true)
+        stub.setScenario("hang")
+        expect(yield* Effect.flip(provider.complete({ ...call, timeout_ms: 150 }))).toMatchObject({
+          _tag: "ProviderError", kind: "timeout", retryable: true, message: `no answer from 'mlflow' within 150 ms`
+        })
+        yield* eventually(() => stub.aborted() === 1, 1000)
+        const open = provider.open ?? (() => Effect.die("the adapter opens its streams"))
+        expect(yield* Effect.flip(Effect.scoped(open({ ...call, timeout_ms: 150 })))).toMatchObject({ kind: "timeout" })
+        yield* eventually(() => stub.aborted() === 2, 1000)
+
+        // Chunks 300 ms apart against a 250 ms wait: the first (sent at once) arrives in time, the silence after it does not pass.
+        const slow = yield* setup({ chunkDelayMs: 300 })
+        const silent = yield* Effect.scoped(Effect.gen(function*() {
+          const pull = yield* (slow.provider.open ?? (() => Effect.die("no open")))({ ...call, timeout_ms: 250 })
+          const first = yield* pull
+          return { first: Chunk.toReadonlyArray(first), next: yield* Effect.flip(pull) }
+        }))
+        expect(textOf(silent.first)).toBe("Hello")
+        expect(silent.next).toEqual(Option.some(expect.objectContaining({ kind: "timeout", message: `no answer from 'mlflow' within 250 ms` })))
+        yield* eventually(() => slow.stub.aborted() === 1, 1000)
       }))
 
     it.scopedLive("interrupting a stream that waits for its headers aborts the request", () =>

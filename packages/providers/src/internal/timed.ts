@@ -39,3 +39,22 @@ export const timedPromise = <A, E>(
       controller.abort()
     })
   })
+
+/** What a wait that outlasted the call's timeout rejects with (see {@link within}). */
+export class TimedOut extends Error {}
+
+/**
+ * `promise`, or a rejection with {@link TimedOut} once `ms` has passed (one plain timer): for the
+ * waits of an opened stream, whose request the scope's close aborts.
+ */
+export const within = <A>(promise: Promise<A>, ms: number | undefined): Promise<A> =>
+  ms === undefined ? promise : new Promise<A>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new TimedOut()), ms)
+    promise.then((a) => {
+      clearTimeout(timer)
+      resolve(a)
+    }, (e: unknown) => {
+      clearTimeout(timer)
+      reject(e instanceof Error ? e : new Error(String(e)))
+    })
+  })
