@@ -464,13 +464,14 @@ export const make = Effect.gen(function*() {
   const timedOut = (a: { readonly provider: { readonly name: string }; readonly call: { readonly model: { readonly id: string } } }, ms: number) => () =>
     LlmProviderPort.timedOut(a.provider.name, a.call.model.id, ms)
 
-  const withTimeout = <A>(self: Effect.Effect<A, Errors.ProviderError>, a: Admitted, options: CallOptions) =>
-    options.timeout_ms === undefined ? self : Deadline.timeoutFail(self, options.timeout_ms, timedOut(a, options.timeout_ms))
-  /** The provider's answer within the attempt's timeout: timed by the provider when it can, else here. */
-  const completion = (a: Admitted, options: CallOptions) =>
-    a.provider.timed === true && options.timeout_ms !== undefined
-      ? a.provider.complete({ ...a.call, timeout_ms: options.timeout_ms })
-      : withTimeout(a.provider.complete(a.call), a, options)
+  /** The provider's answer within the attempt's timeout: timed by the provider when it can (`timed`), else by a child fiber here. */
+  const callProvider = (a: Admitted, options: CallOptions) => {
+    const ms = options.timeout_ms
+    if (ms === undefined) return a.provider.complete(a.call)
+    return a.provider.timed === true
+      ? a.provider.complete({ ...a.call, timeout_ms: ms })
+      : Deadline.timeoutFail(a.provider.complete(a.call), ms, timedOut(a, ms))
+  }
 
   const process = (request: LlmRequest.LLMRequest, options: CallOptions) => Effect.gen(function*() {
     const started = yield* Clock.currentTimeMillis
@@ -480,7 +481,7 @@ export const make = Effect.gen(function*() {
         // Admission is not interruptible: a reservation that commits is always seen, and settled below.
         const { admitted, reservation } = yield* admitAndReserve(request, options, auditId, started)
         const callStart = clock.unsafeCurrentTimeNanos()
-        const exit = yield* Effect.exit(restore(completion(admitted, options)))
+        const exit = yield* Effect.exit(restore(callProvider(admitted, options)))
         yield* upstreamEnded(admitted, callStart, exit)
         const now = yield* Clock.currentTimeMillis
         if (Exit.isSuccess(exit)) {
