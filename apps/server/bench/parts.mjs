@@ -32,8 +32,9 @@ const conc = Number(arg("conc", 10)), secs = Number(arg("secs", 3)), durability 
 const only = arg("only")?.split(",")
 const countOps = process.argv.includes("--ops")
 
-const up = spawn("taskset", ["-c", "1", process.execPath, new URL("../../../bench/upstream.mjs", import.meta.url).pathname, "--port", "0", "--latency", "0"], { stdio: ["ignore", "pipe", "inherit"] })
-const port = await new Promise((resolve) => createInterface({ input: up.stdout }).once("line", (l) => resolve(JSON.parse(l).ports["0"])))
+const up = spawn("taskset", ["-c", "1", process.execPath, new URL("../../../bench/upstream.mjs", import.meta.url).pathname, "--port", "0", "--latency", "0", "--bedrock-port", "0"], { stdio: ["ignore", "pipe", "inherit"] })
+const ports = await new Promise((resolve) => createInterface({ input: up.stdout }).once("line", (l) => resolve(JSON.parse(l).ports)))
+const port = ports["0"]
 const dir = mkdtempSync(join(tmpdir(), "tidyllm-parts-"))
 const configPath = join(dir, "tidyllm.yaml")
 writeFileSync(configPath, `corporate_llm:
@@ -48,7 +49,18 @@ providers:
   openai_compatible:
     upstream:
       base_url: http://127.0.0.1:${port}/v1
+  bedrock:
+    region: us-east-1
+    endpoint: http://127.0.0.1:${ports.bedrock}
+    access_key_id: AKIDBENCH
+    secret_access_key: bench-secret
 models:
+  - id: claude-bench
+    provider_ids: { bedrock: anthropic.claude-bench-v1:0 }
+    input_usd_per_million: 0.25
+    output_usd_per_million: 1.25
+    context_window: 200000
+    max_output_tokens: 4096
   - id: gpt-4o-mini
     provider_ids: { upstream: gpt-4o-mini }
     input_usd_per_million: 0.15
@@ -83,6 +95,10 @@ const entry = () => ({
   reason: "parts", provider: "upstream", model: "gpt-4o-mini", status: "success", input_tokens: 31, output_tokens: 36, cost: 27, latency_ms: 1,
   error_type: null, error_message: null, prompt: "[redacted]", audit_level: "redacted", attempt: 1
 })
+// The same request to Bedrock (the AWS SDK over HTTP/2 to the upstream's Bedrock listener).
+const bedrockProvider = Option.getOrThrow(providers.get("bedrock"))
+const bedrockModel = Option.getOrThrow(catalog.resolve("claude-bench"))
+const bedrockRequest = { messages, model: "claude-bench", provider: "bedrock", max_tokens: 64 }
 const bodyText = JSON.stringify(request)
 const streamText = JSON.stringify({ ...request, stream: true })
 const incomingStream = () => Object.assign(Readable.from([Buffer.from(streamText)]), { headers: { "content-type": "application/json", "content-length": String(streamText.length) } })
@@ -99,7 +115,10 @@ const pieces = {
   "handler (makeServe)": () => Effect.scoped(serve(incoming(), context())),
   "gw2.processStream (whole)": () => Stream.runDrain(gw2.processStream(request, context())),
   "gw2.openStream (first pull)": () => Effect.scoped(Effect.flatMap(gw2.openStream(request, context()), (pull) => pull)),
-  "handler stream (whole)": () => Effect.scoped(Effect.flatMap(serve(incomingStream(), context()), (a) => Stream.runDrain(Sse.toStream(a.events))))
+  "handler stream (whole)": () => Effect.scoped(Effect.flatMap(serve(incomingStream(), context()), (a) => Stream.runDrain(Sse.toStream(a.events)))),
+  "bedrock: provider.complete": () => bedrockProvider.complete({ model: bedrockModel, model_id: "anthropic.claude-bench-v1:0", messages, max_tokens: 64 }),
+  "bedrock: gw1.process": () => gw1.process(bedrockRequest, { ...context(), attempt: 1, timeout_ms: 30_000 }),
+  "bedrock: gw1 stream (whole)": () => Stream.runDrain(gw1.processStream(bedrockRequest, { ...context(), attempt: 1, timeout_ms: 30_000 }))
 }
 
 const run = async (piece, ms) => {

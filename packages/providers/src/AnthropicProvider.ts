@@ -16,9 +16,9 @@ import type {
   Tool,
   ToolChoice
 } from "@anthropic-ai/sdk/resources/messages"
-import { Errors, Spans, type LlmRequest, type Usage } from "@tidyllm/core"
-import type { LlmProvider } from "@tidyllm/corporate-llm"
-import { Effect, Either, Option, Predicate, Redacted, Stream, type Scope } from "effect"
+import { Errors, Pulls, Spans, type LlmRequest, type Usage } from "@tidyllm/core"
+import * as LlmProvider from "@tidyllm/corporate-llm/LlmProvider"
+import { Chunk, Effect, Either, Predicate, Redacted, type Scope } from "effect"
 import {
   causeChain,
   connectionCodes,
@@ -32,6 +32,7 @@ import {
 } from "./internal/errors.js"
 import { retryAfterField, retryAfterMs } from "./internal/retryAfter.js"
 import { clientSpan } from "./internal/spans.js"
+import { timedPromise, TimedOut, within } from "./internal/timed.js"
 
 /** Adapter options the app decides. */
 export interface Options {
@@ -386,14 +387,19 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
 
     const chatSpan = clientSpan("anthropic", "chat", options.baseUrl)
 
+    const timedOut = (call: LlmProvider.ProviderCall) => () => LlmProvider.timedOut(name, call.model.id, call.timeout_ms ?? 0)
+
     const complete = (call: LlmProvider.ProviderCall) => Effect.gen(function*() {
       yield* Spans.annotate({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
       const context = contextOf(call)
       const request = yield* toMessagesRequest(call, context)
-      const message = yield* Effect.tryPromise({
-        try: (signal) => client.messages.create({ ...request, stream: false }, { signal }),
-        catch: (error) => toProviderError(error, context)
-      })
+      // Interruption, or the call's timeout, aborts the request.
+      const message = yield* timedPromise(
+        (signal) => client.messages.create({ ...request, stream: false }, { signal }),
+        call.timeout_ms,
+        timedOut(call),
+        (error) => toProviderError(error, context)
+      )
       const toolCalls: Array<LlmRequest.ToolCall> = []
       const text: Array<string> = []
       for (const block of message.content) {
@@ -418,9 +424,9 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
       } satisfies LlmProvider.Completion
     }).pipe(Effect.mapError(scrub), Spans.span("AnthropicProvider.complete", chatSpan))
 
-    const stream = (call: LlmProvider.ProviderCall): Stream.Stream<LlmProvider.StreamEvent, Errors.ProviderError> => {
+    const open = (call: LlmProvider.ProviderCall): Pulls.Open<LlmProvider.StreamEvent, Errors.ProviderError> => {
       const context = contextOf(call)
-      return Stream.unwrapScoped(Effect.gen(function*() {
+      return Effect.gen(function*() {
         const request = yield* toMessagesRequest(call, context)
         // One controller for the whole exchange: aborting it after the headers still closes the
         // body's socket, so a consumer that stops (or is interrupted) stops the generation.
@@ -428,38 +434,57 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
           Effect.sync(() => new AbortController()),
           (controller) => Effect.sync(() => controller.abort())
         )
+        // The call's timeout, with a plain timer per wait: for the response to start, then for each event.
+        const ms = call.timeout_ms
+        const failure = (error: unknown) => (error instanceof TimedOut ? timedOut(call)() : toProviderError(error, context))
         const events = yield* Effect.tryPromise({
-          try: () => client.messages.create({ ...request, stream: true }, { signal: controller.signal }),
-          catch: (error) => toProviderError(error, context)
+          try: () => within(client.messages.create({ ...request, stream: true }, { signal: controller.signal }), ms),
+          catch: failure
         })
-        const iterator = events[Symbol.asyncIterator]()
-        const mapper = streamMapper()
         // Not `Stream.fromAsyncIterable`: its finalizer awaits `iterator.return()`, which an async
         // generator queues behind the pending `next()`, so interruption would wait for the model.
-        const body = Stream.repeatEffectOption(
-          Effect.tryPromise({
-            try: () => iterator.next(),
-            catch: (error) => Option.some(toProviderError(error, context))
-          }).pipe(
-            Effect.flatMap((result) => (result.done === true ? Effect.fail(Option.none()) : Effect.succeed(result.value)))
-          )
-        ).pipe(Stream.mapConcat(mapper.step))
+        const iterator = events[Symbol.asyncIterator]()
+        const mapper = streamMapper()
+        type Pull = Pulls.Pull<LlmProvider.StreamEvent, Errors.ProviderError>
+        let over = false
+        const failWith = (error: Errors.ProviderError): Pull => {
+          over = true
+          return Pulls.fail(scrub(error))
+        }
         // A body that ends without `message_stop` is a cut answer (a proxy closed it cleanly, or the
         // SDK swallowed an abort), never a complete one.
-        const end = Stream.suspend(() =>
-          mapper.stopped()
-            ? Stream.empty
-            : Stream.fail(new Errors.ProviderError({
+        const ending = (): Pull => {
+          over = true
+          return mapper.stopped()
+            ? Pulls.end
+            : failWith(new Errors.ProviderError({
               message: "Anthropic: the stream ended before message_stop",
               provider: context.provider,
               model: context.model,
               kind: "stream",
               retryable: true
             }))
+        }
+        /** One pull per event of the SDK's iterator (a pull that maps to no event reads on). */
+        const pull: Pull = Effect.suspend(() =>
+          over
+            ? Pulls.end
+            : Effect.matchEffect(Effect.tryPromise({ try: () => within(iterator.next(), ms), catch: failure }), {
+              onSuccess: (result) => {
+                if (result.done === true) return ending()
+                const out = mapper.step(result.value)
+                return out.length > 0 ? Effect.succeed(Chunk.unsafeFromArray([...out])) : pull
+              },
+              onFailure: failWith
+            })
         )
-        return Stream.concat(body, end)
-      })).pipe(Stream.mapError(scrub), Spans.streamSpan("AnthropicProvider.stream", { ...chatSpan, attributes: { ...chatSpan.attributes, provider: name, model: call.model_id, "gen_ai.request.model": call.model_id } }))
+        return pull
+      }).pipe(
+        Effect.mapError(scrub),
+        Pulls.span("AnthropicProvider.stream", { ...chatSpan, attributes: { ...chatSpan.attributes, provider: name, model: call.model_id, "gen_ai.request.model": call.model_id } })
+      )
     }
+    const stream = (call: LlmProvider.ProviderCall) => Pulls.toStream(open(call))
 
     const detail = [
       `Anthropic Messages API at ${redactedUrl(options.baseUrl)}`,
@@ -469,8 +494,10 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
     return {
       name,
       mock: false,
+      timed: true,
       complete,
       stream,
+      open,
       health: Effect.succeed({ configured: secret !== undefined, detail })
     } satisfies LlmProvider.LlmProvider
   })

@@ -19,11 +19,12 @@ import {
   type ToolConfiguration,
   type ToolInputSchema
 } from "@aws-sdk/client-bedrock-runtime"
-import { Errors, Spans, type Config, type LlmRequest, type Usage } from "@tidyllm/core"
-import type { LlmProvider } from "@tidyllm/corporate-llm"
-import { Effect, Either, Option, Predicate, Redacted, Schema, Stream, type Scope } from "effect"
+import { Errors, Pulls, Spans, type Config, type LlmRequest, type Usage } from "@tidyllm/core"
+import * as LlmProvider from "@tidyllm/corporate-llm/LlmProvider"
+import { Chunk, Effect, Either, Option, Predicate, Redacted, Schema, type Scope } from "effect"
 import { connectionCodes, connectionMessage, kindByStatus, scrubber, scrubError, stringProperty } from "./internal/errors.js"
 import { clientSpan } from "./internal/spans.js"
+import { timedPromise, TimedOut, within } from "./internal/timed.js"
 
 /** Adapter options the app decides. */
 export interface Options {
@@ -336,18 +337,18 @@ interface StreamState {
 
 const initialStreamState: StreamState = { toolIndexByBlock: new Map(), stopped: false }
 
-type Emit = Effect.Effect<readonly [StreamState, ReadonlyArray<LlmProvider.StreamEvent>], Errors.ProviderError>
+type Emit = Either.Either<readonly [StreamState, ReadonlyArray<LlmProvider.StreamEvent>], Errors.ProviderError>
 
 /**
  * One ConverseStream event as stream events, or (`None`) the end of the event stream: an end
  * before `messageStop` means the connection broke off, whatever the transport made of it.
  */
 const toStreamEvents = (context: ErrorContext) => (state: StreamState, next: Option.Option<ConverseStreamOutput>): Emit => {
-  const emit = (events: ReadonlyArray<LlmProvider.StreamEvent>, s: StreamState = state): Emit => Effect.succeed([s, events])
+  const emit = (events: ReadonlyArray<LlmProvider.StreamEvent>, s: StreamState = state): Emit => Either.right([s, events])
   if (Option.isNone(next)) {
     return state.stopped
       ? emit([])
-      : Effect.fail(brokenStream(context, "ConverseStream ended before messageStop (the connection closed early)"))
+      : Either.left(brokenStream(context, "ConverseStream ended before messageStop (the connection closed early)"))
   }
   const event = next.value
   for (const key of streamExceptionKeys) {
@@ -355,7 +356,7 @@ const toStreamEvents = (context: ErrorContext) => (state: StreamState, next: Opt
     if (exception !== undefined) {
       // The member's value may lack a name; the member key is the exception's type.
       const name = stringProperty(exception, "name") ?? key
-      return Effect.fail(toProviderError({ name, message: stringProperty(exception, "message") ?? key }, context))
+      return Either.left(toProviderError({ name, message: stringProperty(exception, "message") ?? key }, context))
     }
   }
   const toolStart = event.contentBlockStart?.start?.toolUse
@@ -372,7 +373,7 @@ const toStreamEvents = (context: ErrorContext) => (state: StreamState, next: Opt
   if (toolInput !== undefined) {
     const block = event.contentBlockDelta?.contentBlockIndex ?? 0
     const index = state.toolIndexByBlock.get(block)
-    if (index === undefined) return Effect.fail(brokenStream(context, `tool input for content block ${block}, which no contentBlockStart opened`))
+    if (index === undefined) return Either.left(brokenStream(context, `tool input for content block ${block}, which no contentBlockStart opened`))
     return emit(toolInput.length === 0 ? [] : [{ _tag: "ToolCallDelta", index, arguments: toolInput }])
   }
   const text = delta?.text
@@ -454,13 +455,18 @@ export const make = (
     const url = settings.endpoint ?? `https://bedrock-runtime.${settings.region}.amazonaws.com`
     const chatSpan = clientSpan("aws.bedrock", "chat", url)
 
+    const timedOut = (call: LlmProvider.ProviderCall) => () => LlmProvider.timedOut(name, call.model.id, call.timeout_ms ?? 0)
+
     const complete = (call: LlmProvider.ProviderCall) => Effect.gen(function*() {
       yield* Spans.annotate({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
       const input = yield* toConverseInput(call, name)
-      const output = yield* Effect.tryPromise({
-        try: (signal) => client.send(new ConverseCommand(input), { abortSignal: signal }),
-        catch: (error) => toProviderError(error, contextOf(call))
-      })
+      // Interruption, or the call's timeout, aborts the request (the SDK resets its HTTP/2 stream).
+      const output = yield* timedPromise(
+        (signal) => client.send(new ConverseCommand(input), { abortSignal: signal }),
+        call.timeout_ms,
+        timedOut(call),
+        (error) => toProviderError(error, contextOf(call))
+      )
       const { text, tool_calls } = fromContent(output.output?.message?.content ?? [])
       return {
         text,
@@ -470,9 +476,9 @@ export const make = (
       } satisfies LlmProvider.Completion
     }).pipe(Effect.mapError(scrub), Spans.span("BedrockProvider.complete", chatSpan))
 
-    const stream = (call: LlmProvider.ProviderCall): Stream.Stream<LlmProvider.StreamEvent, Errors.ProviderError> => {
+    const open = (call: LlmProvider.ProviderCall): Pulls.Open<LlmProvider.StreamEvent, Errors.ProviderError> => {
       const context = contextOf(call)
-      return Stream.unwrapScoped(Effect.gen(function*() {
+      return Effect.gen(function*() {
         const input = yield* toConverseInput(call, name)
         // One controller for the whole exchange: aborting it after the response headers still
         // resets the HTTP/2 stream, so an interrupted consumer stops the upstream generation.
@@ -480,31 +486,52 @@ export const make = (
           Effect.sync(() => new AbortController()),
           (controller) => Effect.sync(() => controller.abort())
         )
+        // The call's timeout, with a plain timer per wait: for the response to start, then for each event.
+        const ms = call.timeout_ms
+        const failure = (error: unknown) => (error instanceof TimedOut ? timedOut(call)() : toProviderError(error, context))
         const response = yield* Effect.tryPromise({
-          try: () => client.send(new ConverseStreamCommand(input), { abortSignal: controller.signal }),
-          catch: (error) => toProviderError(error, context)
+          try: () => within(client.send(new ConverseStreamCommand(input), { abortSignal: controller.signal }), ms),
+          catch: failure
         })
-        const iterator = response.stream?.[Symbol.asyncIterator]()
         // Not `Stream.fromAsyncIterable`: its finalizer awaits `iterator.return()`, which an async
         // generator queues behind the pending `next()`, so interruption would wait for the model.
-        const events = iterator === undefined ? Stream.empty : Stream.repeatEffectOption(
-          Effect.tryPromise({
-            try: () => iterator.next(),
-            catch: (error) => Option.some(toProviderError(error, context))
-          }).pipe(
-            Effect.flatMap((result) => (result.done === true ? Effect.fail(Option.none()) : Effect.succeed(result.value)))
-          )
-        )
+        const iterator = response.stream?.[Symbol.asyncIterator]()
+        type Pull = Pulls.Pull<LlmProvider.StreamEvent, Errors.ProviderError>
+        const toEvents = toStreamEvents(context)
+        let state = initialStreamState
+        let over = false
+        const failWith = (error: Errors.ProviderError): Pull => {
+          over = true
+          return Pulls.fail(scrub(error))
+        }
         // The SDK ends the iteration quietly when the HTTP/2 stream is reset or the session dies,
         // so the end itself goes through the mapping (as `None`) to be checked for `messageStop`.
-        return events.pipe(
-          Stream.map(Option.some),
-          Stream.concat(Stream.succeed(Option.none<ConverseStreamOutput>())),
-          Stream.mapAccumEffect(initialStreamState, toStreamEvents(context)),
-          Stream.flattenIterables
+        const step = (next: Option.Option<ConverseStreamOutput>): Pull => {
+          const emitted = toEvents(state, next)
+          if (Either.isLeft(emitted)) return failWith(emitted.left)
+          state = emitted.right[0]
+          if (Option.isNone(next)) over = true
+          const events = emitted.right[1]
+          return events.length > 0 ? Effect.succeed(Chunk.unsafeFromArray([...events])) : over ? Pulls.end : pull
+        }
+        /** One pull per event of the SDK's iterator (a pull that maps to no event reads on). */
+        const pull: Pull = Effect.suspend(() =>
+          over
+            ? Pulls.end
+            : iterator === undefined
+            ? step(Option.none())
+            : Effect.matchEffect(Effect.tryPromise({ try: () => within(iterator.next(), ms), catch: failure }), {
+              onSuccess: (result) => step(result.done === true ? Option.none() : Option.some(result.value)),
+              onFailure: failWith
+            })
         )
-      })).pipe(Stream.mapError(scrub), Spans.streamSpan("BedrockProvider.stream", { ...chatSpan, attributes: { ...chatSpan.attributes, provider: name, model: call.model_id, "gen_ai.request.model": call.model_id } }))
+        return pull
+      }).pipe(
+        Effect.mapError(scrub),
+        Pulls.span("BedrockProvider.stream", { ...chatSpan, attributes: { ...chatSpan.attributes, provider: name, model: call.model_id, "gen_ai.request.model": call.model_id } })
+      )
     }
+    const stream = (call: LlmProvider.ProviderCall) => Pulls.toStream(open(call))
 
     const embedOne = (call: LlmProvider.EmbedCall, text: string) =>
       Effect.tryPromise({
@@ -558,8 +585,10 @@ export const make = (
     return {
       name,
       mock: false,
+      timed: true,
       complete,
       stream,
+      open,
       embed,
       health: Effect.succeed({ configured: staticKeys || options?.configured === true, detail })
     } satisfies LlmProvider.LlmProvider

@@ -1,7 +1,7 @@
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Errors, type LlmRequest, type ModelCatalog } from "@tidyllm/core"
+import { Errors, Pulls, type LlmRequest, type ModelCatalog } from "@tidyllm/core"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
-import { Chunk, Duration, Effect, Either, Fiber, Redacted, Stream } from "effect"
+import { Chunk, Duration, Effect, Either, Fiber, Option, Redacted, Stream } from "effect"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as AnthropicProvider from "../src/AnthropicProvider.js"
@@ -479,6 +479,38 @@ describe("AnthropicProvider", () => {
         expect(textOf(Chunk.toReadonlyArray(events))).toBe("Hello")
         yield* eventually(() => stub.aborted() === 1, 1000)
       }))
+
+    it.scopedLive("the call's timeout_ms (the adapter is timed): complete and a stream that do not start fail as timeouts and abort the request", () =>
+      Effect.gen(function*() {
+        const { stub, provider } = yield* setup()
+        expect(provider.timed).toBe(true)
+        const open = provider.open
+        assert(open !== undefined, "the Anthropic adapter opens its streams")
+        stub.setScenario("hang")
+
+        expect(yield* Effect.flip(provider.complete({ ...call, timeout_ms: 150 }))).toMatchObject({
+          _tag: "ProviderError", kind: "timeout", retryable: true, message: `no answer from 'anthropic' within 150 ms`
+        })
+        yield* eventually(() => stub.aborted() === 1, 1000)
+        expect(yield* Effect.flip(Effect.scoped(open({ ...call, timeout_ms: 150 })))).toMatchObject({ kind: "timeout", retryable: true })
+        yield* eventually(() => stub.aborted() === 2, 1000)
+      }))
+
+    it.scopedLive("a stream's timeout_ms is a wait per event: events 300 ms apart fail a 150 ms wait once started, pass a 1 s one though the whole stream takes longer", () =>
+      Effect.gen(function*() {
+        const { stub, provider } = yield* setup({ eventDelayMs: 300 })
+        const open = provider.open
+        assert(open !== undefined, "the Anthropic adapter opens its streams")
+
+        const silent = yield* Effect.scoped(Effect.flatMap(open({ ...call, timeout_ms: 150 }), (pull) => Effect.flip(pull)))
+        expect(silent).toEqual(Option.some(expect.objectContaining({ kind: "timeout", message: `no answer from 'anthropic' within 150 ms` })))
+        yield* eventually(() => stub.aborted() === 1, 1000)
+
+        const started = Date.now()
+        const events = yield* Stream.runCollect(Pulls.toStream(open({ ...call, timeout_ms: 1000 })))
+        expect(Date.now() - started).toBeGreaterThan(1000)
+        expect(textOf(Chunk.toReadonlyArray(events))).toBe(fixture.text)
+      }), 10_000)
   })
 
   describe("request mapping", () => {

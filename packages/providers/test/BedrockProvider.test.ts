@@ -1,7 +1,7 @@
 import { assert, describe, expect, it } from "@effect/vitest"
 import { Errors, type Config, type LlmRequest, type ModelCatalog } from "@tidyllm/core"
 import type { LlmProvider } from "@tidyllm/corporate-llm"
-import { Chunk, Deferred, Duration, Effect, Either, Fiber, Redacted, Schedule, Stream } from "effect"
+import { Chunk, Deferred, Duration, Effect, Either, Fiber, Option, Redacted, Schedule, Stream } from "effect"
 import * as Http2 from "node:http2"
 import type { AddressInfo } from "node:net"
 import * as BedrockProvider from "../src/BedrockProvider.js"
@@ -317,6 +317,44 @@ describe("BedrockProvider", () => {
         const req = yield* within(1000, () => stub.request(1))
         const closure = yield* within(1000, () => req.closed)
         expect(closure.replyComplete).toBe(false)
+      }), 10_000)
+
+    it.scopedLive("the call's timeout_ms (the adapter is timed): complete, a stream that does not start, and one gone silent fail as timeouts and reset their HTTP/2 streams", () =>
+      Effect.gen(function*() {
+        const { stub, provider } = yield* setup
+        expect(provider.timed).toBe(true)
+        const open = provider.open
+        assert(open !== undefined, "the Bedrock adapter opens its streams")
+        const never = new Promise<void>(() => {})
+        stub.reply(
+          { ...BedrockStub.converse(["late"], { inputTokens: 1, outputTokens: 1 }), after: never },
+          { ...BedrockStub.converse(["late"], { inputTokens: 1, outputTokens: 1 }), after: never },
+          // The first delta at once, then 2 s of silence against a 250 ms wait.
+          BedrockStub.eventStream(
+            BedrockStub.event("messageStart", { role: "assistant" }),
+            BedrockStub.event("contentBlockDelta", { contentBlockIndex: 0, delta: { text: "Hello" } }),
+            BedrockStub.event("contentBlockDelta", { contentBlockIndex: 0, delta: { text: "late" } }, 2000),
+            BedrockStub.event("messageStop", { stopReason: "end_turn" })
+          )
+        )
+
+        expect(yield* Effect.flip(provider.complete({ ...call, timeout_ms: 150 }))).toMatchObject({
+          _tag: "ProviderError", kind: "timeout", retryable: true, message: `no answer from 'bedrock' within 150 ms`
+        })
+        expect(yield* Effect.flip(Effect.scoped(open({ ...call, timeout_ms: 150 })))).toMatchObject({ kind: "timeout", retryable: true })
+        const silent = yield* Effect.scoped(Effect.gen(function*() {
+          const pull = yield* open({ ...call, timeout_ms: 250 })
+          const first = yield* pull
+          return { first, next: yield* Effect.flip(pull) }
+        }))
+        expect(textOf(silent.first)).toBe("Hello")
+        expect(silent.next).toEqual(Option.some(expect.objectContaining({ kind: "timeout", message: `no answer from 'bedrock' within 250 ms` })))
+
+        for (const n of [1, 2, 3]) {
+          const req = yield* within(1000, () => stub.request(n))
+          const closure = yield* within(1000, () => req.closed)
+          expect(closure.replyComplete).toBe(false)
+        }
       }), 10_000)
   })
 
