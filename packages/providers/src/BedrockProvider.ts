@@ -19,6 +19,7 @@ import {
   type ToolConfiguration,
   type ToolInputSchema
 } from "@aws-sdk/client-bedrock-runtime"
+import { NodeHttp2Handler } from "@smithy/node-http-handler"
 import { Errors, Pulls, Spans, type Config, type LlmRequest, type Usage } from "@tidyllm/core"
 import * as LlmProvider from "@tidyllm/corporate-llm/LlmProvider"
 import { Chunk, Effect, Either, Option, Predicate, Redacted, Schema, type Scope } from "effect"
@@ -413,10 +414,21 @@ const redactedEndpoint = (endpoint: string): string => {
   }
 }
 
+/**
+ * Most requests one HTTP/2 connection carries at a time before the client opens another (AWS's
+ * endpoints allow more; the server's own limit applies when it is lower).
+ */
+export const maxStreamsPerConnection = 100
+
 const clientConfig = (settings: Config.BedrockSettings): BedrockRuntimeClientConfig => ({
   region: settings.region,
   // The gateway owns retries (backoff, failover); the SDK's own would multiply them.
   maxAttempts: 1,
+  // The Bedrock Runtime client opens a new HTTP/2 connection for every request by default
+  // (`disableConcurrentStreams: true`): a TCP connect and a TLS handshake per call. Converse and
+  // InvokeModel share pooled connections instead; event streams (ConverseStream) still get one
+  // each, which the SDK does whatever this says.
+  requestHandler: new NodeHttp2Handler({ disableConcurrentStreams: false, maxConcurrentStreams: maxStreamsPerConnection }),
   ...(settings.endpoint === undefined ? {} : { endpoint: settings.endpoint }),
   ...(settings.access_key_id !== undefined && settings.secret_access_key !== undefined
     ? {

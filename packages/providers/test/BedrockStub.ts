@@ -60,6 +60,8 @@ export interface BedrockStub {
   readonly reply: (...replies: ReadonlyArray<Reply>) => void
   /** Resolves with the n-th request (1-based) once it has arrived. */
   readonly request: (n: number) => Promise<RecordedRequest>
+  /** HTTP/2 connections (sessions) the stub has accepted so far. */
+  readonly connections: () => number
 }
 
 /** A Converse success with one text block per piece. */
@@ -193,6 +195,7 @@ export const make: Effect.Effect<BedrockStub, never, Scope.Scope> = Effect.gen(f
   const requests: Array<RecordedRequest> = []
   const waiters: Array<{ readonly n: number; readonly resolve: (r: RecordedRequest) => void }> = []
   const sessions = new Set<Http2.ServerHttp2Session>()
+  let accepted = 0
   const timers = new Set<NodeJS.Timeout>()
 
   const later = (ms: number, f: () => void) => {
@@ -251,6 +254,7 @@ export const make: Effect.Effect<BedrockStub, never, Scope.Scope> = Effect.gen(f
   const server = Http2.createServer()
   server.on("session", (session) => {
     sessions.add(session)
+    accepted++
     session.on("close", () => sessions.delete(session))
   })
   server.on("stream", (stream, headers) => {
@@ -300,6 +304,7 @@ export const make: Effect.Effect<BedrockStub, never, Scope.Scope> = Effect.gen(f
     request: (n) => {
       const seen = requests[n - 1]
       return seen !== undefined ? Promise.resolve(seen) : new Promise((resolve) => waiters.push({ n, resolve }))
-    }
+    },
+    connections: () => accepted
   }
 })
