@@ -4,9 +4,11 @@
 // --conns; prints the CPU per request (from /proc), requests/s and p50 of every run and their
 // medians. With --stream S it runs the 1-connection stream loop instead (TTFB p50/p90 and the
 // count of streams, 3 loops of S s per round). Build A, run it, build B, run it, back to back on a
-// quiet machine; differences within the run-to-run noise (±5-10 %) mean nothing.
+// quiet machine; differences within the run-to-run noise (±5-10 %) mean nothing. With
+// --provider bedrock the gateway answers through its Bedrock provider (the AWS SDK, HTTP/2) on the
+// mock upstream's Bedrock listener instead of the OpenAI-compatible one.
 //
-//   pnpm build && node bench/ab.mjs --label before [--rounds 3] [--conns 100,10] [--secs 4] [--warm 6] [--stream 3]
+//   pnpm build && node bench/ab.mjs --label before [--rounds 3] [--conns 100,10] [--secs 4] [--warm 6] [--stream 3] [--provider bedrock]
 import { load, median, newWorkDir, opt, pinSelf, removeDir, scratchDatabase, startGateway, startUpstream, stopAll, ttfbLoop } from "./lib.mjs"
 
 pinSelf(1)
@@ -19,10 +21,11 @@ const streamSecs = Number(opt("stream", 0))
 const work = newWorkDir()
 const runs = {}
 try {
-  const upstream = await startUpstream({ latencies: [0], cpu: 1, logDir: work })
+  const bedrock = opt("provider", "upstream") === "bedrock"
+  const upstream = await startUpstream({ latencies: [0], cpu: 1, logDir: work, bedrock })
   const databaseUrl = scratchDatabase("tidyllm_ab")
   for (let r = 1; r <= rounds; r++) {
-    const g = await startGateway({ id: `ab-${r}`, label, upstreamUrl: upstream.url(0), durability: opt("durability", "sync"), databaseUrl, workDir: work })
+    const g = await startGateway({ id: `ab-${r}`, label, upstreamUrl: upstream.url(0), durability: opt("durability", "sync"), databaseUrl, workDir: work, ...(bedrock ? { bedrockUrl: upstream.bedrockUrl() } : {}) })
     if (streamSecs > 0) {
       await ttfbLoop(g, { seconds: 2 })
       for (let k = 0; k < 3; k++) {
@@ -35,7 +38,7 @@ try {
       for (const c of conns) {
         const x = await load(g, { connections: c, seconds: secs })
         ;(runs[c] ??= []).push(x)
-        console.log(`${label} round ${r}, ${c} conns: ${x.cpuPerReq.toFixed(3)} ms CPU/req, ${x.rps.toFixed(0)} req/s, p50 ${x.p50.toFixed(2)} ms`)
+        console.log(`${label} round ${r}, ${c} conns: ${x.cpuPerReq.toFixed(3)} ms CPU/req, ${x.rps.toFixed(0)} req/s, p50 ${x.p50.toFixed(2)} ms${x.non2xx + x.errors > 0 ? `, ${x.non2xx} non-2xx, ${x.errors} errors` : ""}`)
       }
     }
     await g.stop()

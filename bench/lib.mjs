@@ -212,9 +212,10 @@ export const streamBody = JSON.stringify({ model: MODEL, max_tokens: 64, tempera
 // Targets
 
 /** Starts the mock upstream (one process, one port per latency) on `cpu`. */
-export const startUpstream = async ({ latencies = [0, 50], cpu = 1, logDir }) => {
+export const startUpstream = async ({ latencies = [0, 50], cpu = 1, logDir, bedrock = false }) => {
   const args = [join(root, "bench/upstream.mjs")]
   for (const l of latencies) args.push("--port", "0", "--latency", String(l))
+  if (bedrock) args.push("--bedrock-port", "0")
   const [cmd, cargs] = pinned(cpu, process.execPath, args)
   const c = spawnTracked(cmd, cargs, { logFile: join(logDir, "upstream.log"), stdout: "pipe" })
   const line = await new Promise((resolve, reject) => {
@@ -229,7 +230,12 @@ export const startUpstream = async ({ latencies = [0, 50], cpu = 1, logDir }) =>
   })
   c.stdout.resume()
   const { ports } = JSON.parse(line)
-  return { child: c, pid: c.pid, ports, url: (latency) => `http://127.0.0.1:${ports[String(latency)]}` }
+  return {
+    child: c, pid: c.pid, ports,
+    url: (latency) => `http://127.0.0.1:${ports[String(latency)]}`,
+    /** The Bedrock Runtime listener (h2c, latency 0), when started with `bedrock: true`. */
+    bedrockUrl: () => `http://127.0.0.1:${ports.bedrock}`
+  }
 }
 
 /** `direct`: the upstream itself, as a target. */
@@ -260,7 +266,7 @@ const yaml = (lines) => `${lines.join("\n")}\n`
  */
 export const startGateway = async ({
   id, label, upstreamUrl, durability = "sync", caching = false, cacheBackend = "file", databaseUrl, cpu = 0,
-  profileDir, workDir, nodeFlags = []
+  profileDir, workDir, nodeFlags = [], bedrockUrl
 }) => {
   const dir = mkdtempSync(join(workDir, `${id}-`))
   const port = await freePort()
@@ -268,7 +274,8 @@ export const startGateway = async ({
   const config = join(dir, "tidyllm.yaml")
   writeFileSync(config, yaml([
     "corporate_llm:",
-    "  default_provider: upstream",
+    // With `bedrockUrl`, chat goes to the Bedrock provider (the AWS SDK) on the upstream's Bedrock listener.
+    `  default_provider: ${bedrockUrl === undefined ? "upstream" : "bedrock"}`,
     `  default_model: ${MODEL}`,
     "  budget_limit_daily_usd: 1000000",
     "  max_cost_per_request_usd: 100",
@@ -280,9 +287,10 @@ export const startGateway = async ({
     "  openai_compatible:",
     "    upstream:",
     `      base_url: ${upstreamUrl}/v1`,
+    ...(bedrockUrl === undefined ? [] : ["  bedrock:", "    region: us-east-1", `    endpoint: ${bedrockUrl}`, "    access_key_id: AKIDBENCH", "    secret_access_key: bench-secret"]),
     "models:",
     `  - id: ${MODEL}`,
-    `    provider_ids: { openai: ${MODEL}, upstream: ${MODEL} }`,
+    `    provider_ids: { openai: ${MODEL}, upstream: ${MODEL}, bedrock: ${MODEL} }`,
     "    input_usd_per_million: 0.15",
     "    output_usd_per_million: 0.6",
     "    context_window: 128000",

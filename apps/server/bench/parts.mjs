@@ -244,6 +244,50 @@ if (arg("leak") !== undefined) {
   process.exit(0)
 }
 
+/**
+ * With --alloc PIECE: the bytes one call allocates, collected or not (V8's sampling heap profiler
+ * with the objects that GC took included), by the function that allocated them.
+ */
+if (arg("alloc") !== undefined) {
+  const piece = pieces[arg("alloc")]
+  const { Session } = await import("node:inspector/promises")
+  const session = new Session()
+  session.connect()
+  for (let i = 0; i < 500; i++) await rt.runPromise(Effect.withTracerEnabled(piece(), false))
+  await session.post("HeapProfiler.startSampling", { samplingInterval: 256, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true })
+  const calls = Number(arg("calls", 2000))
+  await Promise.all(Array.from({ length: conc }, async () => {
+    for (let i = 0; i < calls / conc; i++) await rt.runPromise(Effect.withTracerEnabled(piece(), false))
+  }))
+  const { profile } = await session.post("HeapProfiler.stopSampling")
+  const bySite = new Map()
+  const byPackage = new Map()
+  let total = 0
+  const walk = (node) => {
+    const self = node.selfSize
+    if (self > 0) {
+      const f = node.callFrame
+      const file = f.url.replace(/^file:\/\//, "").replace(/.*node_modules\/(\.pnpm\/[^/]+\/node_modules\/)?/, "").replace(/^\/work\/main\//, "")
+      const site = `${f.functionName || "(anonymous)"}  ${file}:${f.lineNumber + 1}`
+      bySite.set(site, (bySite.get(site) ?? 0) + self)
+      const pkg = file.startsWith("node:") || file === "" ? (file || "(native)") : file.split("/").slice(0, file.startsWith("@") ? 2 : (file.startsWith("packages/") || file.startsWith("apps/")) ? 2 : 1).join("/")
+      byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + self)
+      total += self
+    }
+    for (const c of node.children) walk(c)
+  }
+  walk(profile.head)
+  console.log(`${arg("alloc")}: ${(total / calls / 1024).toFixed(1)} KiB allocated per call (sampled)`)
+  for (const [k, v] of [...byPackage].sort((a, b) => b[1] - a[1]).slice(0, 12)) console.log(`${(v / calls / 1024).toFixed(1).padStart(8)} KiB  ${k}`)
+  console.log("")
+  for (const [k, v] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, Number(arg("top", 40)))) console.log(`${(v / calls / 1024).toFixed(2).padStart(8)} KiB  ${k}`)
+  session.disconnect()
+  await rt.dispose()
+  up.kill()
+  rmSync(dir, { recursive: true, force: true })
+  process.exit(0)
+}
+
 /** With --lat A,B: the wall time of one call of each piece, one caller at a time (p50, p90 of 1000 calls). */
 if (arg("lat") !== undefined) {
   for (const name of arg("lat").split(",")) {
