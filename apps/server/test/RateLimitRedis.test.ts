@@ -2,9 +2,10 @@
  * The rate limits of the server on a real Redis (a private `redis-server` on a free loopback
  * port, killed by PID at the end): two limiters with their own connections — two replicas — share
  * one window; a Redis that stops answers fast with `StoreUnavailable` (the gateway then lets the
- * request through with a warning) and the limiter works again once Redis is back.
+ * request through with a warning) and the limiter works again once Redis is back, without the
+ * Redis client printing its own "Unhandled error event" lines meanwhile.
  */
-import { describe, expect, it } from "@effect/vitest"
+import { describe, expect, it, vi } from "@effect/vitest"
 import { Context, Effect, Layer, Redacted } from "effect"
 import { RateLimits } from "@tidyllm/corporate-llm"
 import * as RateLimiter from "../src/auth/RateLimiter.js"
@@ -39,6 +40,14 @@ describe.skipIf(redisServerBinary === undefined)("rate limits on Redis", () => {
       expect((yield* Effect.flip(a.take(tpm, 200)))._tag).toBe("RateLimited")
       yield* b.take(tpm, 100)
 
+      // A limit whose refill per token is not a whole number of milliseconds (60 s / 7).
+      const seven: RateLimits.Limit = { key: `rpm:seven-${Date.now()}`, limit_type: "requests_per_minute", limit: 7 }
+      const sevens: Array<string> = []
+      for (let i = 0; i < 8; i++) sevens.push((yield* Effect.either(a.take(seven, 1)))._tag)
+      expect(sevens).toEqual(["Right", "Right", "Right", "Right", "Right", "Right", "Right", "Left"])
+
+      const printed = vi.spyOn(console, "error")
+      yield* Effect.addFinalizer(() => Effect.sync(() => printed.mockRestore()))
       yield* Effect.promise(() => redis.stop())
       const started = Date.now()
       const down = yield* Effect.flip(a.take({ ...limit, key: "rpm:other" }, 1))
@@ -53,5 +62,7 @@ describe.skipIf(redisServerBinary === undefined)("rate limits on Redis", () => {
         if (!back) yield* Effect.sleep("100 millis")
       }
       expect(back).toBe(true)
+      // The store listens for the client's errors (and logs a state change once): ioredis prints nothing itself.
+      expect(printed.mock.calls.filter((args) => String(args[0]).includes("[ioredis]"))).toEqual([])
     }), { timeout: 30_000 })
 })

@@ -39,24 +39,9 @@ export const layer: Layer.Layer<RateLimits.RateLimits, never, RateLimiter.RateLi
 )
 
 /** The Redis store of `storage.redis_url` (keys under `tidyllm:ratelimit:`). */
-export const redisStore = (url: Redacted.Redacted<string>): Layer.Layer<RateLimiter.RateLimiterStore> => {
-  const u = new URL(Redacted.value(url))
+export const redisStore = (url: Redacted.Redacted<string>): Layer.Layer<RateLimiter.RateLimiterStore> =>
   // Loaded only with Redis configured: the Redis client adds ~15 MiB to a process without it.
-  return Layer.unwrapEffect(Effect.map(Effect.promise(() => import("@effect/experimental/RateLimiter/Redis")), (RedisRateLimiter) => RedisRateLimiter.layerStore({
-    host: u.hostname,
-    port: u.port === "" ? 6379 : Number(u.port),
-    ...(u.username === "" ? {} : { username: decodeURIComponent(u.username) }),
-    ...(u.password === "" ? {} : { password: decodeURIComponent(u.password) }),
-    ...(u.pathname.length > 1 ? { db: Number(u.pathname.slice(1)) } : {}),
-    ...(u.protocol === "rediss:" ? { tls: {} } : {}),
-    prefix: "tidyllm:ratelimit:",
-    // While Redis is down a command fails within half a second (the gateway then lets the request
-    // through with a warning) instead of waiting for a reconnect.
-    commandTimeout: 500,
-    maxRetriesPerRequest: 1,
-    connectTimeout: 2_000
-  })))
-}
+  Layer.unwrapEffect(Effect.map(Effect.promise(() => import("./RedisRateLimiterStore.js")), (RedisRateLimiterStore) => RedisRateLimiterStore.layer({ url })))
 
 /** The store for `config`: Redis when configured, else the given SQL-backed one. */
 export const store = <E, R>(config: Config.GatewayConfig, sqlStore: Layer.Layer<RateLimiter.RateLimiterStore, E, R>) =>
