@@ -18,7 +18,7 @@ import type {
 } from "@anthropic-ai/sdk/resources/messages"
 import { Errors, Pulls, Spans, type LlmRequest, type Usage } from "@tidyllm/core"
 import * as LlmProvider from "@tidyllm/corporate-llm/LlmProvider"
-import { Chunk, Effect, Either, Predicate, Redacted, type Scope } from "effect"
+import { Effect, Either, Predicate, Redacted, type Scope } from "effect"
 import {
   causeChain,
   connectionCodes,
@@ -32,7 +32,7 @@ import {
 } from "./internal/errors.js"
 import { retryAfterField, retryAfterMs } from "./internal/retryAfter.js"
 import { clientSpan } from "./internal/spans.js"
-import { timedPromise, TimedOut, within } from "./internal/timed.js"
+import { iteratorPull, timedPromise, TimedOut, within } from "./internal/timed.js"
 
 /** Adapter options the app decides. */
 export interface Options {
@@ -445,39 +445,26 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         // generator queues behind the pending `next()`, so interruption would wait for the model.
         const iterator = events[Symbol.asyncIterator]()
         const mapper = streamMapper()
-        type Pull = Pulls.Pull<LlmProvider.StreamEvent, Errors.ProviderError>
-        let over = false
-        const failWith = (error: Errors.ProviderError): Pull => {
-          over = true
-          return Pulls.fail(scrub(error))
-        }
-        // A body that ends without `message_stop` is a cut answer (a proxy closed it cleanly, or the
-        // SDK swallowed an abort), never a complete one.
-        const ending = (): Pull => {
-          over = true
-          return mapper.stopped()
-            ? Pulls.end
-            : failWith(new Errors.ProviderError({
-              message: "Anthropic: the stream ended before message_stop",
-              provider: context.provider,
-              model: context.model,
-              kind: "stream",
-              retryable: true
-            }))
-        }
-        /** One pull per event of the SDK's iterator (a pull that maps to no event reads on). */
-        const pull: Pull = Effect.suspend(() =>
-          over
-            ? Pulls.end
-            : Effect.matchEffect(Effect.tryPromise({ try: () => within(iterator.next(), ms), catch: failure }), {
-              onSuccess: (result) => {
-                if (result.done === true) return ending()
-                const out = mapper.step(result.value)
-                return out.length > 0 ? Effect.succeed(Chunk.unsafeFromArray([...out])) : pull
-              },
-              onFailure: failWith
-            })
-        )
+        const pull = iteratorPull({
+          next: () => iterator.next(),
+          ms,
+          failure,
+          finish: scrub,
+          // A body that ends without `message_stop` is a cut answer (a proxy closed it cleanly, or
+          // the SDK swallowed an abort), never a complete one.
+          map: (event: RawMessageStreamEvent | undefined) =>
+            event !== undefined
+              ? Either.right(mapper.step(event))
+              : mapper.stopped()
+              ? Either.right([])
+              : Either.left(new Errors.ProviderError({
+                message: "Anthropic: the stream ended before message_stop",
+                provider: context.provider,
+                model: context.model,
+                kind: "stream",
+                retryable: true
+              }))
+        })
         return pull
       }).pipe(
         Effect.mapError(scrub),

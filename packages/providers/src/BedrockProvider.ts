@@ -22,10 +22,10 @@ import {
 import { NodeHttp2Handler } from "@smithy/node-http-handler"
 import { Errors, Pulls, Spans, type Config, type LlmRequest, type Usage } from "@tidyllm/core"
 import * as LlmProvider from "@tidyllm/corporate-llm/LlmProvider"
-import { Chunk, Effect, Either, Option, Predicate, Redacted, Schema, type Scope } from "effect"
+import { Effect, Either, Option, Predicate, Redacted, Schema, type Scope } from "effect"
 import { connectionCodes, connectionMessage, kindByStatus, scrubber, scrubError, stringProperty } from "./internal/errors.js"
 import { clientSpan } from "./internal/spans.js"
-import { timedPromise, TimedOut, within } from "./internal/timed.js"
+import { iteratorPull, timedPromise, TimedOut, within } from "./internal/timed.js"
 
 /** Adapter options the app decides. */
 export interface Options {
@@ -508,35 +508,21 @@ export const make = (
         // Not `Stream.fromAsyncIterable`: its finalizer awaits `iterator.return()`, which an async
         // generator queues behind the pending `next()`, so interruption would wait for the model.
         const iterator = response.stream?.[Symbol.asyncIterator]()
-        type Pull = Pulls.Pull<LlmProvider.StreamEvent, Errors.ProviderError>
         const toEvents = toStreamEvents(context)
         let state = initialStreamState
-        let over = false
-        const failWith = (error: Errors.ProviderError): Pull => {
-          over = true
-          return Pulls.fail(scrub(error))
-        }
         // The SDK ends the iteration quietly when the HTTP/2 stream is reset or the session dies,
         // so the end itself goes through the mapping (as `None`) to be checked for `messageStop`.
-        const step = (next: Option.Option<ConverseStreamOutput>): Pull => {
-          const emitted = toEvents(state, next)
-          if (Either.isLeft(emitted)) return failWith(emitted.left)
-          state = emitted.right[0]
-          if (Option.isNone(next)) over = true
-          const events = emitted.right[1]
-          return events.length > 0 ? Effect.succeed(Chunk.unsafeFromArray([...events])) : over ? Pulls.end : pull
-        }
-        /** One pull per event of the SDK's iterator (a pull that maps to no event reads on). */
-        const pull: Pull = Effect.suspend(() =>
-          over
-            ? Pulls.end
-            : iterator === undefined
-            ? step(Option.none())
-            : Effect.matchEffect(Effect.tryPromise({ try: () => within(iterator.next(), ms), catch: failure }), {
-              onSuccess: (result) => step(result.done === true ? Option.none() : Option.some(result.value)),
-              onFailure: failWith
+        const pull = iteratorPull({
+          next: iterator === undefined ? undefined : () => iterator.next(),
+          ms,
+          failure,
+          finish: scrub,
+          map: (event: ConverseStreamOutput | undefined) =>
+            Either.map(toEvents(state, Option.fromNullable(event)), ([next, events]) => {
+              state = next
+              return events
             })
-        )
+        })
         return pull
       }).pipe(
         Effect.mapError(scrub),

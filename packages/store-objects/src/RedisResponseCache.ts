@@ -4,10 +4,10 @@
  * command within a few hundred milliseconds with a `CacheError` (gateway #2 then treats it as a
  * miss) while the client reconnects in the background.
  */
-import { Context, Duration, Effect, Either, Layer, Option, Redacted, Ref, Runtime, Schema } from "effect"
+import { Context, Duration, Effect, Either, Layer, Option, Redacted, Schema } from "effect"
 import { Redis } from "ioredis"
 import { ResponseCache } from "@tidyllm/ai-processing"
-import { describeUrl } from "./RedisUrl.js"
+import { describeUrl, reachability, reconnectDelay } from "./RedisUrl.js"
 
 /** How to reach Redis. */
 export interface Options {
@@ -40,22 +40,13 @@ export { describeUrl }
 
 const messageOf = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
 
-/** Reconnect delay after the `times`-th failed attempt: 100 ms doubling up to 5 s. */
-const reconnectDelay = (times: number) => Math.min(100 * 2 ** Math.min(times - 1, 6), 5000)
-
 /** A Redis cache; the client connects on first use and is closed with the scope. */
 export const make = (options: Options) =>
   Effect.gen(function*() {
     const where = describeUrl(Redacted.value(options.url))
     const prefix = options.keyPrefix ?? defaultKeyPrefix
     const timeoutMs = options.timeoutMs ?? 500
-    const runtime = yield* Effect.runtime<never>()
-    const down = yield* Ref.make(false)
-    // Log a state change once, not every failed reconnect.
-    const noteDown = (e: Error) =>
-      Runtime.runFork(runtime)(Effect.flatMap(Ref.getAndSet(down, true), (was) => (was ? Effect.void : Effect.logWarning(`redis cache ${where} unreachable: ${e.message}`))))
-    const noteUp = () =>
-      Runtime.runFork(runtime)(Effect.flatMap(Ref.getAndSet(down, false), (was) => (was ? Effect.logInfo(`redis cache ${where} reachable again`) : Effect.void)))
+    const reachable = yield* reachability(`redis cache ${where}`)
 
     const client = yield* Effect.acquireRelease(
       Effect.sync(() => {
@@ -68,8 +59,8 @@ export const make = (options: Options) =>
           retryStrategy: reconnectDelay,
           enableAutoPipelining: false
         })
-        c.on("error", noteDown)
-        c.on("ready", noteUp)
+        c.on("error", reachable.down)
+        c.on("ready", reachable.up)
         return c
       }),
       (c) =>
@@ -82,7 +73,7 @@ export const make = (options: Options) =>
     const command = <A>(verb: string, key: string, run: () => Promise<A>) => {
       const what = key === "" ? verb : `${verb} ${key}`
       // Known down and not yet back: fail at once instead of queueing for the command timeout.
-      const unreachable = Effect.flatMap(Ref.get(down), (d) =>
+      const unreachable = Effect.flatMap(reachable.isDown, (d) =>
         d && client.status !== "ready"
           ? new ResponseCache.CacheError({ message: `redis cache ${where}: ${what} not sent: Redis is unreachable (reconnecting in the background)` })
           : Effect.void)

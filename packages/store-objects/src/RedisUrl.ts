@@ -1,4 +1,8 @@
-/** What a Redis URL is called in logs and health reports, without loading the Redis client. */
+/**
+ * What every Redis client of the gateway shares, without loading the Redis client: what a Redis
+ * URL is called in logs and health reports, the reconnect delay, the log of reachability.
+ */
+import { Effect, Ref, Runtime } from "effect"
 
 /** The URL without its credentials, fit for a log line. */
 export const describeUrl = (url: string): string => {
@@ -9,3 +13,23 @@ export const describeUrl = (url: string): string => {
     return "(unparsable Redis URL)"
   }
 }
+
+/** Reconnect delay after the `times`-th failed attempt: 100 ms doubling up to 5 s. */
+export const reconnectDelay = (times: number): number => Math.min(100 * 2 ** Math.min(times - 1, 6), 5000)
+
+/**
+ * Logs a Redis client's reachability once per change, not once per failed reconnect: `down` for
+ * the client's `error` events (`what unreachable: …`), `up` for its `ready` events; `isDown` is
+ * whether the last change was to unreachable.
+ */
+export const reachability = (what: string) =>
+  Effect.gen(function*() {
+    const runtime = yield* Effect.runtime<never>()
+    const down = yield* Ref.make(false)
+    return {
+      isDown: Ref.get(down),
+      down: (e: Error) =>
+        Runtime.runFork(runtime)(Effect.flatMap(Ref.getAndSet(down, true), (was) => (was ? Effect.void : Effect.logWarning(`${what} unreachable: ${e.message}`)))),
+      up: () => Runtime.runFork(runtime)(Effect.flatMap(Ref.getAndSet(down, false), (was) => (was ? Effect.logInfo(`${what} reachable again`) : Effect.void)))
+    }
+  })

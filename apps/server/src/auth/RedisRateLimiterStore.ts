@@ -15,9 +15,9 @@
  * gateway limits with fixed windows): it fails with a `RateLimitStoreError`.
  */
 import { RateLimiter } from "@effect/experimental"
-import { Duration, Effect, Layer, Redacted, Ref, Runtime } from "effect"
+import { Duration, Effect, Layer, Redacted } from "effect"
 import { Redis } from "ioredis"
-import { describeUrl } from "@tidyllm/store-objects/RedisUrl"
+import { describeUrl, reachability, reconnectDelay } from "@tidyllm/store-objects/RedisUrl"
 
 /** How to reach Redis. */
 export interface Options {
@@ -60,9 +60,6 @@ interface FixedWindowClient extends Redis {
   fixedWindow(key: string, tokens: number, refillMillis: number, ...limit: Array<number>): Promise<[number, number]>
 }
 
-/** Reconnect delay after the `times`-th failed attempt: 100 ms doubling up to 5 s. */
-const reconnectDelay = (times: number) => Math.min(100 * 2 ** Math.min(times - 1, 6), 5000)
-
 const messageOf = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
 
 /** The store; its client connects on first use and is closed with the scope. */
@@ -71,13 +68,8 @@ export const make = (options: Options) =>
     const where = describeUrl(Redacted.value(options.url))
     const prefix = options.prefix ?? defaultPrefix
     const timeoutMs = options.timeoutMs ?? 500
-    const runtime = yield* Effect.runtime<never>()
-    const down = yield* Ref.make(false)
     // One line when Redis becomes unreachable and one when it is back, not one per reconnect.
-    const noteDown = (e: Error) =>
-      Runtime.runFork(runtime)(Effect.flatMap(Ref.getAndSet(down, true), (was) => (was ? Effect.void : Effect.logWarning(`rate limit store: redis ${where} unreachable: ${e.message}`))))
-    const noteUp = () =>
-      Runtime.runFork(runtime)(Effect.flatMap(Ref.getAndSet(down, false), (was) => (was ? Effect.logInfo(`rate limit store: redis ${where} reachable again`) : Effect.void)))
+    const reachable = yield* reachability(`rate limit store redis ${where}`)
 
     const client = yield* Effect.acquireRelease(
       Effect.sync(() => {
@@ -91,8 +83,8 @@ export const make = (options: Options) =>
           retryStrategy: reconnectDelay
         })
         c.defineCommand("fixedWindow", { numberOfKeys: 1, lua: fixedWindowScript })
-        c.on("error", noteDown)
-        c.on("ready", noteUp)
+        c.on("error", reachable.down)
+        c.on("ready", reachable.up)
         return c as FixedWindowClient
       }),
       (c) =>

@@ -4,7 +4,8 @@
  * Gateway #1 would otherwise time the call with a child fiber of its own (`Deadline.timeoutFail`),
  * whose fork and join of fiber refs cost more than the rest of the call's bookkeeping.
  */
-import { Effect } from "effect"
+import { Pulls } from "@tidyllm/core"
+import { Chunk, Effect, Either } from "effect"
 
 export const timedPromise = <A, E>(
   run: (signal: AbortSignal) => Promise<A>,
@@ -58,3 +59,42 @@ export const within = <A>(promise: Promise<A>, ms: number | undefined): Promise<
       reject(e instanceof Error ? e : new Error(String(e)))
     })
   })
+
+/**
+ * A pull over an SDK's async iterator of upstream events (`next`; `undefined` when the response
+ * has no body): one `next()` per pull, each wait timed with {@link within}. `map` turns an event,
+ * or `undefined` for the iterator's end, into events or a failure (an end without the upstream's
+ * last event is one); a pull whose event maps to nothing reads on. Every failure goes through
+ * `finish` (the adapter's scrubbing); after a failure or the end, the pull ends.
+ */
+export const iteratorPull = <T, A, E>(options: {
+  readonly next: (() => Promise<IteratorResult<T>>) | undefined
+  readonly ms: number | undefined
+  readonly failure: (error: unknown) => E
+  readonly map: (event: T | undefined) => Either.Either<ReadonlyArray<A>, E>
+  readonly finish: (error: E) => E
+}): Pulls.Pull<A, E> => {
+  const { failure, finish, map, ms, next } = options
+  let over = false
+  const failWith = (error: E): Pulls.Pull<A, E> => {
+    over = true
+    return Pulls.fail(finish(error))
+  }
+  const emit = (event: T | undefined): Pulls.Pull<A, E> => {
+    const mapped = map(event)
+    if (Either.isLeft(mapped)) return failWith(mapped.left)
+    if (event === undefined) over = true
+    return mapped.right.length > 0 ? Effect.succeed(Chunk.unsafeFromArray([...mapped.right])) : over ? Pulls.end : pull
+  }
+  const pull: Pulls.Pull<A, E> = Effect.suspend(() =>
+    over
+      ? Pulls.end
+      : next === undefined
+      ? emit(undefined)
+      : Effect.matchEffect(Effect.tryPromise({ try: () => within(next(), ms), catch: failure }), {
+        onSuccess: (result) => emit(result.done === true ? undefined : result.value),
+        onFailure: failWith
+      })
+  )
+  return pull
+}
