@@ -441,6 +441,18 @@ const clientConfig = (settings: Config.BedrockSettings): BedrockRuntimeClientCon
     : {})
 })
 
+/**
+ * Sends a request once more, at once, when the server refused its HTTP/2 stream (REFUSED_STREAM:
+ * it started on a pooled connection the server was closing, GOAWAY on its way). The server has
+ * then not processed it (RFC 9113, 8.7), so sending it again is safe; every other failure is the
+ * caller's, and the gateway's retry policy, to handle.
+ */
+const resentIfRefused = <A>(send: () => Promise<A>): Promise<A> =>
+  send().catch((error: unknown) => {
+    if (stringProperty(error, "code") === "ERR_HTTP2_STREAM_ERROR" && /NGHTTP2_REFUSED_STREAM/.test(stringProperty(error, "message") ?? "")) return send()
+    throw error
+  })
+
 const utf8 = new TextEncoder()
 const fromUtf8Bytes = new TextDecoder()
 
@@ -474,7 +486,7 @@ export const make = (
       const input = yield* toConverseInput(call, name)
       // Interruption, or the call's timeout, aborts the request (the SDK resets its HTTP/2 stream).
       const output = yield* timedPromise(
-        (signal) => client.send(new ConverseCommand(input), { abortSignal: signal }),
+        (signal) => resentIfRefused(() => client.send(new ConverseCommand(input), { abortSignal: signal })),
         call.timeout_ms,
         timedOut(call),
         (error) => toProviderError(error, contextOf(call))
@@ -502,7 +514,7 @@ export const make = (
         const ms = call.timeout_ms
         const failure = (error: unknown) => (error instanceof TimedOut ? timedOut(call)() : toProviderError(error, context))
         const response = yield* Effect.tryPromise({
-          try: () => within(client.send(new ConverseStreamCommand(input), { abortSignal: controller.signal }), ms),
+          try: () => within(resentIfRefused(() => client.send(new ConverseStreamCommand(input), { abortSignal: controller.signal })), ms),
           catch: failure
         })
         // Not `Stream.fromAsyncIterable`: its finalizer awaits `iterator.return()`, which an async
@@ -534,14 +546,16 @@ export const make = (
     const embedOne = (call: LlmProvider.EmbedCall, text: string) =>
       Effect.tryPromise({
         try: (signal) =>
-          client.send(
-            new InvokeModelCommand({
-              modelId: call.model_id,
-              contentType: "application/json",
-              accept: "application/json",
-              body: utf8.encode(JSON.stringify(titanEmbeddingBody(text, call.dimensions)))
-            }),
-            { abortSignal: signal }
+          resentIfRefused(() =>
+            client.send(
+              new InvokeModelCommand({
+                modelId: call.model_id,
+                contentType: "application/json",
+                accept: "application/json",
+                body: utf8.encode(JSON.stringify(titanEmbeddingBody(text, call.dimensions)))
+              }),
+              { abortSignal: signal }
+            )
           ),
         catch: (error) => toProviderError(error, contextOf(call))
       }).pipe(

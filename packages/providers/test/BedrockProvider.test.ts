@@ -297,6 +297,20 @@ describe("BedrockProvider", () => {
         expect(stub.connections()).toBe(3)
       }))
 
+    it.scopedLive("a pooled connection the server closes is not used again: a call that races the close (REFUSED_STREAM) is sent again at once, on a new connection", () =>
+      Effect.gen(function*() {
+        const { stub, provider } = yield* setup
+        stub.reply(...Array.from({ length: 4 }, () => BedrockStub.converse(["Hi"], { inputTokens: 1, outputTokens: 1 })))
+        yield* provider.complete(call)
+        // The next call starts before the client has seen the GOAWAY: the server refuses its stream.
+        stub.dropConnections()
+        expect((yield* provider.complete(call)).text).toBe("Hi")
+        stub.dropConnections()
+        yield* Effect.sleep("50 millis")
+        expect((yield* provider.complete(call)).text).toBe("Hi")
+        expect(stub.connections()).toBe(3)
+      }))
+
     it.scopedLive("interrupting a stream mid-answer resets the HTTP/2 stream", () =>
       Effect.gen(function*() {
         const { stub, provider } = yield* setup

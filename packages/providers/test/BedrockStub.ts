@@ -62,6 +62,8 @@ export interface BedrockStub {
   readonly request: (n: number) => Promise<RecordedRequest>
   /** HTTP/2 connections (sessions) the stub has accepted so far. */
   readonly connections: () => number
+  /** Closes every open connection (a GOAWAY, then the socket), as a server dropping idle connections does. */
+  readonly dropConnections: () => void
 }
 
 /** A Converse success with one text block per piece. */
@@ -305,6 +307,9 @@ export const make: Effect.Effect<BedrockStub, never, Scope.Scope> = Effect.gen(f
       const seen = requests[n - 1]
       return seen !== undefined ? Promise.resolve(seen) : new Promise((resolve) => waiters.push({ n, resolve }))
     },
-    connections: () => accepted
+    connections: () => accepted,
+    dropConnections: () => {
+      for (const session of sessions) session.close()
+    }
   }
 })
