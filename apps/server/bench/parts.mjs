@@ -105,6 +105,13 @@ const incomingStream = () => Object.assign(Readable.from([Buffer.from(streamText
 /** A request body as Node's server gives it to the handler. */
 const incoming = () => Object.assign(Readable.from([Buffer.from(bodyText)]), { headers: { "content-type": "application/json", "content-length": String(bodyText.length) } })
 
+/** Closes the services, stops the upstream and removes the scratch directory. */
+const finish = async () => {
+  await rt.dispose()
+  up.kill()
+  rmSync(dir, { recursive: true, force: true })
+}
+
 const pieces = {
   "ledger reserve+settle": () => Effect.flatMap(ledger.reserve({ scopes, amount: 1000, request_id: "parts", ttl_ms: 900_000 }), (r) => ledger.settle(r, 500)),
   "audit.write": () => audit.write(entry()),
@@ -220,9 +227,7 @@ if (arg("trace") !== undefined) {
   const rows = [...t.hist].sort((a, b) => b[1] - a[1])
   console.log(`${arg("trace")}: ${(rows.reduce((n, r) => n + r[1], 0) / calls).toFixed(0)} ops per call`)
   for (const [k, n] of rows.slice(0, Number(arg("top", 60)))) console.log(`${(n / calls).toFixed(1).padStart(6)}  ${k}`)
-  await rt.dispose()
-  up.kill()
-  rmSync(dir, { recursive: true, force: true })
+  await finish()
   process.exit(0)
 }
 
@@ -238,9 +243,7 @@ if (arg("leak") !== undefined) {
     line.push(heap().toFixed(1))
   }
   console.log(`${arg("leak")}: heap MiB after each round of ${arg("calls", 4000)} calls: ${line.join(" ")}`)
-  await rt.dispose()
-  up.kill()
-  rmSync(dir, { recursive: true, force: true })
+  await finish()
   process.exit(0)
 }
 
@@ -282,9 +285,7 @@ if (arg("alloc") !== undefined) {
   console.log("")
   for (const [k, v] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, Number(arg("top", 40)))) console.log(`${(v / calls / 1024).toFixed(2).padStart(8)} KiB  ${k}`)
   session.disconnect()
-  await rt.dispose()
-  up.kill()
-  rmSync(dir, { recursive: true, force: true })
+  await finish()
   process.exit(0)
 }
 
@@ -300,9 +301,7 @@ if (arg("lat") !== undefined) {
     times.sort((a, b) => a - b)
     console.log(`${name.padEnd(28)} p50 ${times[500].toFixed(3)} ms, p90 ${times[900].toFixed(3)}`)
   }
-  await rt.dispose()
-  up.kill()
-  rmSync(dir, { recursive: true, force: true })
+  await finish()
   process.exit(0)
 }
 
@@ -338,9 +337,7 @@ if (process.argv.includes("--first")) {
     await firstEvent("handler (makeServe), SSE", () => Stream.unwrapScoped(Effect.map(serve(incomingStream(), context()), (a) => Sse.toStream(a.events))))
     await pool.close()
   } finally {
-    await rt.dispose()
-    up.kill()
-    rmSync(dir, { recursive: true, force: true })
+    await finish()
   }
   process.exit(0)
 }
@@ -362,7 +359,5 @@ try {
     console.log(`${name.padEnd(28)} ${perCall[1].toFixed(3)} (${perCall[0].toFixed(3)}-${perCall[2].toFixed(3)})${ops}`)
   }
 } finally {
-  await rt.dispose()
-  up.kill()
-  rmSync(dir, { recursive: true, force: true })
+  await finish()
 }

@@ -7,7 +7,7 @@
 import { Context, Duration, Effect, Either, Layer, Option, Redacted, Schema } from "effect"
 import { Redis } from "ioredis"
 import { ResponseCache } from "@tidyllm/ai-processing"
-import { describeUrl, reachability, reconnectDelay } from "./RedisUrl.js"
+import { close, describeUrl, reachability, reconnectDelay } from "./RedisUrl.js"
 
 /** How to reach Redis. */
 export interface Options {
@@ -63,11 +63,7 @@ export const make = (options: Options) =>
         c.on("ready", reachable.up)
         return c
       }),
-      (c) =>
-        // Never connected: nothing to say goodbye to (QUIT would connect first).
-        (c.status === "ready" ? Effect.tryPromise(() => c.quit()).pipe(Effect.timeout(Duration.seconds(1)), Effect.ignore) : Effect.void).pipe(
-          Effect.ensuring(Effect.sync(() => c.disconnect()))
-        )
+      close
     )
 
     const command = <A>(verb: string, key: string, run: () => Promise<A>) => {

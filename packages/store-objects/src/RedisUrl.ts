@@ -1,8 +1,9 @@
 /**
  * What every Redis client of the gateway shares, without loading the Redis client: what a Redis
- * URL is called in logs and health reports, the reconnect delay, the log of reachability.
+ * URL is called in logs and health reports, the reconnect delay, the log of reachability, the close.
  */
-import { Effect, Ref, Runtime } from "effect"
+import { Duration, Effect, Ref, Runtime } from "effect"
+import type { Redis } from "ioredis"
 
 /** The URL without its credentials, fit for a log line. */
 export const describeUrl = (url: string): string => {
@@ -33,3 +34,9 @@ export const reachability = (what: string) =>
       up: () => Runtime.runFork(runtime)(Effect.flatMap(Ref.getAndSet(down, false), (was) => (was ? Effect.logInfo(`${what} reachable again`) : Effect.void)))
     }
   })
+
+/** Closes a client: `QUIT` within a second if it is connected (one never connected has nothing to say goodbye to, and `QUIT` would connect first), then the socket. */
+export const close = (client: Redis): Effect.Effect<void> =>
+  (client.status === "ready" ? Effect.tryPromise(() => client.quit()).pipe(Effect.timeout(Duration.seconds(1)), Effect.ignore) : Effect.void).pipe(
+    Effect.ensuring(Effect.sync(() => client.disconnect()))
+  )

@@ -17,7 +17,7 @@
 import { RateLimiter } from "@effect/experimental"
 import { Duration, Effect, Layer, Redacted } from "effect"
 import { Redis } from "ioredis"
-import { describeUrl, reachability, reconnectDelay } from "@tidyllm/store-objects/RedisUrl"
+import { close, describeUrl, reachability, reconnectDelay } from "@tidyllm/store-objects/RedisUrl"
 
 /** How to reach Redis. */
 export interface Options {
@@ -87,11 +87,7 @@ export const make = (options: Options) =>
         c.on("ready", reachable.up)
         return c as FixedWindowClient
       }),
-      (c) =>
-        // Never connected: nothing to say goodbye to (QUIT would connect first).
-        (c.status === "ready" ? Effect.tryPromise(() => c.quit()).pipe(Effect.timeout(Duration.seconds(1)), Effect.ignore) : Effect.void).pipe(
-          Effect.ensuring(Effect.sync(() => c.disconnect()))
-        )
+      close
     )
 
     return RateLimiter.RateLimiterStore.of({
@@ -99,7 +95,7 @@ export const make = (options: Options) =>
         Effect.tryPromise({
           try: () => client.fixedWindow(prefix + key, tokens, Duration.toMillis(refillRate), ...(limit === undefined ? [] : [limit])),
           catch: (cause) => new RateLimiter.RateLimitStoreError({ message: `rate limit store (redis ${where}) failed to take from ${key}: ${messageOf(cause)}`, cause })
-        }).pipe(Effect.map(([count, ttl]) => [count, ttl] as const)),
+        }),
       tokenBucket: ({ key }) =>
         Effect.fail(new RateLimiter.RateLimitStoreError({ message: `rate limit store (redis): token buckets are not supported (${key}); the gateway limits with fixed windows` }))
     })

@@ -63,8 +63,8 @@ export const within = <A>(promise: Promise<A>, ms: number | undefined): Promise<
 /**
  * A pull over an SDK's async iterator of upstream events (`next`; `undefined` when the response
  * has no body): one `next()` per pull, each wait timed with {@link within}. `map` turns an event,
- * or `undefined` for the iterator's end, into events or a failure (an end without the upstream's
- * last event is one); a pull whose event maps to nothing reads on. Every failure goes through
+ * or `undefined` for the iterator's end, into events (a fresh array: it becomes the chunk) or a
+ * failure (an end without the upstream's last event is one); a pull whose event maps to nothing reads on. Every failure goes through
  * `finish` (the adapter's scrubbing); after a failure or the end, the pull ends.
  */
 export const iteratorPull = <T, A, E>(options: {
@@ -84,7 +84,7 @@ export const iteratorPull = <T, A, E>(options: {
     const mapped = map(event)
     if (Either.isLeft(mapped)) return failWith(mapped.left)
     if (event === undefined) over = true
-    return mapped.right.length > 0 ? Effect.succeed(Chunk.unsafeFromArray([...mapped.right])) : over ? Pulls.end : pull
+    return mapped.right.length > 0 ? Effect.succeed(Chunk.unsafeFromArray(mapped.right)) : over ? Pulls.end : pull
   }
   const pull: Pulls.Pull<A, E> = Effect.suspend(() =>
     over
