@@ -128,6 +128,15 @@ const pieces = {
   "bedrock: gw1 stream (whole)": () => Stream.runDrain(gw1.processStream(bedrockRequest, { ...context(), attempt: 1, timeout_ms: 30_000 }))
 }
 
+// A piece named on the command line that does not exist: say which do, and clean up.
+const named = ["trace", "leak", "alloc"].map((k) => arg(k)).concat(arg("lat")?.split(",") ?? [], only ?? []).filter((n) => n !== undefined)
+const unknown = named.filter((n) => !(n in pieces))
+if (unknown.length > 0) {
+  console.error(`unknown piece ${unknown.map((n) => JSON.stringify(n)).join(", ")}; the pieces: ${Object.keys(pieces).map((n) => JSON.stringify(n)).join(", ")}`)
+  await finish()
+  process.exit(2)
+}
+
 const run = async (piece, ms) => {
   let n = 0
   const end = Date.now() + ms
