@@ -16,7 +16,7 @@ import { tmpdir } from "node:os"
 import { spawn } from "node:child_process"
 import { createInterface } from "node:readline"
 import { Readable } from "node:stream"
-import { Effect, ManagedRuntime, Option, RuntimeFlags, RuntimeFlagsPatch, Stream, Supervisor } from "effect"
+import { Effect, Layer, ManagedRuntime, Option, RuntimeFlags, RuntimeFlagsPatch, Stream, Supervisor } from "effect"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { AuditLog, BudgetLedger, LlmProviders, CorporateLlmGateway } from "@tidyllm/corporate-llm"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -72,7 +72,9 @@ storage:
 `)
 const env = { DATABASE_URL: scratchDatabase("tidyllm_parts") }
 const loaded = await Effect.runPromise(Load.load({ configPath, env, dotenv: false }).pipe(Effect.provide(NodeContext.layer)))
-const rt = ManagedRuntime.make(Layers.layer(loaded.config))
+// Built with the tracer off, as the server builds its services while tracing is off: the audit
+// writer and the other fibers the layers fork inherit it (else every batch made spans).
+const rt = ManagedRuntime.make(Layer.provide(Layers.layer(loaded.config), Layer.setTracerEnabled(false)))
 const get = (tag) => rt.runPromise(tag)
 const audit = await get(AuditLog.AuditLog)
 const ledger = await get(BudgetLedger.BudgetLedger)
@@ -113,6 +115,8 @@ const finish = async () => {
 }
 
 const pieces = {
+  // What the harness itself costs per call (a fiber and its promise), to subtract from the rest.
+  "(harness) Effect.void": () => Effect.void,
   "ledger reserve+settle": () => Effect.flatMap(ledger.reserve({ scopes, amount: 1000, request_id: "parts", ttl_ms: 900_000 }), (r) => ledger.settle(r, 500)),
   "audit.write": () => audit.write(entry()),
   "sql insert (bare)": () => { const { cost: _, ...row } = entry(); return sql`INSERT INTO llm_audit_log ${sql.insert({ ...row, cost: "0.000000027" })} ON CONFLICT (id) DO NOTHING` },

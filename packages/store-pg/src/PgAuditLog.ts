@@ -22,7 +22,7 @@ import { SqlError } from "@effect/sql/SqlError"
 import * as SqlSchema from "@effect/sql/SqlSchema"
 import { Deadline, Errors, Money, Spans } from "@tidyllm/core"
 import { AuditLog } from "@tidyllm/corporate-llm"
-import { Chunk, Deferred, Duration, Effect, Fiber, GlobalValue, Layer, Metric, MetricBoundaries, Option, ParseResult, Queue, Ref, Schema } from "effect"
+import { Duration, Effect, Fiber, GlobalValue, Layer, Metric, MetricBoundaries, Option, ParseResult, Schema } from "effect"
 import type { Scope } from "effect"
 import { describe, isDataError, orUnavailable, unavailable } from "./internal/sqlErrors.js"
 import { purgeLlmAudit } from "./AuditRetention.js"
@@ -223,12 +223,11 @@ const isoMicros = (us: number): string => {
 
 interface Pending {
   readonly row: Row
-  readonly done: Deferred.Deferred<void, Errors.StoreUnavailable>
+  /** Resumes the writer waiting for the commit (none with `buffered` durability). */
+  readonly done: ((outcome: Effect.Effect<void, Errors.StoreUnavailable>) => void) | undefined
   /** When the writer stops waiting for an unreachable database (epoch ms). */
   readonly deadline: number
 }
-const STOP = Symbol("stop")
-type Item = Pending | typeof STOP
 
 /** The audit log over the `SqlClient` in context; the writer fiber lives (and drains) with the scope. */
 export const make = (options: Options = {}): Effect.Effect<AuditLog.Service, never, SqlClient.SqlClient | Scope.Scope> =>
@@ -238,8 +237,16 @@ export const make = (options: Options = {}): Effect.Effect<AuditLog.Service, nev
     const clock = yield* Effect.clock
     const maxBatch = Math.max(1, options.maxBatch ?? 256)
     const maxWaitMs = Duration.toMillis(options.maxWait ?? Duration.seconds(5))
-    const queue = yield* Queue.bounded<Item>(Math.max(1, options.capacity ?? 10_000))
-    const closing = yield* Ref.make(false)
+    const capacity = Math.max(1, options.capacity ?? 10_000)
+    // The queue is plain state, read and changed only in synchronous steps: a write enqueues its
+    // row and registers its wake-up in one step (a few Effect operations per row, where a `Queue`
+    // and a `Deferred` cost ~50), and the writer takes what waits in one step.
+    let queued: Array<Pending> = []
+    /** Resumes the writer fiber when it waits for rows (or for the stop). */
+    let wakeWriter: (() => void) | undefined
+    /** Writes waiting for room in a full queue. */
+    let roomWaiters: Array<() => void> = []
+    let closing = false
     // When shutdown began (epoch ms): from then on buffered rows are retried for `maxWait` at most.
     let closingAt: number | undefined
     const buffered = options.durability === "buffered"
@@ -270,11 +277,14 @@ export const make = (options: Options = {}): Effect.Effect<AuditLog.Service, nev
     }
 
     const succeedAll = (batch: ReadonlyArray<Pending>) =>
-      Effect.forEach(batch, (p) => Deferred.succeed(p.done, undefined), { discard: true })
+      Effect.sync(() => {
+        for (const p of batch) p.done?.(Effect.void)
+      })
     const failAll = (batch: ReadonlyArray<Pending>, error: Errors.StoreUnavailable) =>
-      Effect.forEach(batch, (p) => Deferred.fail(p.done, error), { discard: true }).pipe(
-        Effect.zipRight(Metric.incrementBy(rowsFailed, batch.length))
-      )
+      Effect.sync(() => {
+        const failed = Effect.fail(error)
+        for (const p of batch) p.done?.(failed)
+      }).pipe(Effect.zipRight(Metric.incrementBy(rowsFailed, batch.length)))
 
     const flush = (batch: ReadonlyArray<Pending>): Effect.Effect<void> =>
       Effect.gen(function*() {
@@ -308,32 +318,52 @@ export const make = (options: Options = {}): Effect.Effect<AuditLog.Service, nev
         Spans.span("PgAuditLog.flush", { attributes: { "tidyllm.audit.batch_size": batch.length } })
       )
 
-    const isPending = (item: Item): item is Pending => item !== STOP
-
     // The batch being written, for the queue metrics; only the writer fiber sets it.
     let writing: ReadonlyArray<Pending> = []
     const probe: QueueProbe = {
-      depth: () => Math.max(0, Option.getOrElse(queue.unsafeSize(), () => 0)) + writing.length,
+      depth: () => queued.length + writing.length,
       oldestQueuedAt: () => (writing.length === 0 ? undefined : writing.reduce((min, p) => Math.min(min, p.deadline), Number.POSITIVE_INFINITY) - maxWaitMs)
     }
     yield* Effect.acquireRelease(Effect.sync(() => openQueues.add(probe)), () => Effect.sync(() => openQueues.delete(probe)))
 
-    const linger = buffered ? Math.max(0, options.lingerMs ?? 5) : 0
-    /** The next batch: what is waiting (at least one item); with a linger, what arrives during it too. */
-    const nextBatch = Effect.flatMap(Queue.takeBetween(queue, 1, maxBatch), (first) =>
-      linger === 0 || first.length >= maxBatch || Chunk.some(first, (item) => item === STOP)
-        ? Effect.succeed(first)
-        : Effect.zipRight(clock.sleep(Duration.millis(linger)), Effect.map(Queue.takeUpTo(queue, maxBatch - first.length), (more) => Chunk.appendAll(first, more))))
+    const enqueue = (p: Pending) => {
+      queued.push(p)
+      const wake = wakeWriter
+      wakeWriter = undefined
+      wake?.()
+    }
+    /** Takes up to `maxBatch` waiting rows, and lets the writes waiting for room try again. */
+    const take = (): ReadonlyArray<Pending> => {
+      const batch = queued.length <= maxBatch ? queued : queued.slice(0, maxBatch)
+      queued = queued.length <= maxBatch ? [] : queued.slice(maxBatch)
+      if (roomWaiters.length > 0) {
+        const waiters = roomWaiters
+        roomWaiters = []
+        for (const resume of waiters) resume()
+      }
+      return batch
+    }
+    /** Resumes once rows wait or the log is closing. */
+    const rowsOrStop = Effect.async<void>((resume) => {
+      if (queued.length > 0 || closing) return resume(Effect.void)
+      wakeWriter = () => resume(Effect.void)
+      return Effect.sync(() => {
+        wakeWriter = undefined
+      })
+    })
 
-    /** Takes and commits batches until it meets STOP. */
+    const linger = buffered ? Math.max(0, options.lingerMs ?? 5) : 0
+    /** Takes and commits batches until the log closes and nothing is left. */
     const writer = Effect.gen(function*() {
       for (;;) {
-        const items = Chunk.toReadonlyArray(yield* nextBatch)
-        const batch = items.filter(isPending)
+        yield* rowsOrStop
+        if (queued.length === 0) return
+        // With a linger, what arrives during it joins the batch (not once shutdown has begun).
+        if (linger > 0 && queued.length < maxBatch && !closing) yield* clock.sleep(Duration.millis(linger))
+        const batch = take()
         writing = batch
-        if (batch.length > 0) yield* flush(batch)
+        yield* flush(batch)
         writing = []
-        if (batch.length < items.length) return
       }
     })
     const fiber = yield* Effect.forkScoped(writer)
@@ -341,17 +371,39 @@ export const make = (options: Options = {}): Effect.Effect<AuditLog.Service, nev
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         closingAt = clock.unsafeCurrentTimeMillis()
-        yield* Ref.set(closing, true)
-        yield* Queue.offer(queue, STOP)
+        closing = true
+        const wake = wakeWriter
+        wakeWriter = undefined
+        wake?.()
+        // The writer drains what is queued, then ends.
         yield* Fiber.await(fiber)
-        // Rows offered by writers that raced the shutdown flag.
-        const rest = Chunk.toReadonlyArray(yield* Queue.takeAll(queue)).filter(isPending)
-        for (let i = 0; i < rest.length; i += maxBatch) yield* flush(rest.slice(i, i + maxBatch))
-        yield* Queue.shutdown(queue)
+        // Had the writer died, what it left is still written (and its writers told).
+        while (queued.length > 0) yield* flush(take())
+        const waiters = roomWaiters
+        roomWaiters = []
+        for (const resume of waiters) resume()
       })
     )
 
     const shuttingDown = new Errors.StoreUnavailable({ message: "the audit log is shutting down", store: STORE })
+
+    /** Queues `entry`'s row; with `sync` durability, waits for its commit. A full queue makes it wait for room. */
+    const write = (entry: AuditLog.AuditEntry): Effect.Effect<void, Errors.StoreUnavailable> =>
+      Effect.suspend(() => {
+        if (closing) return Effect.fail(shuttingDown)
+        if (queued.length >= capacity) {
+          const room = Effect.async<void>((resume) => {
+            roomWaiters.push(() => resume(Effect.void))
+          })
+          return Effect.zipRight(room, write(entry))
+        }
+        const deadline = clock.unsafeCurrentTimeMillis() + maxWaitMs
+        if (buffered) {
+          enqueue({ row: toRow(entry), done: undefined, deadline })
+          return Effect.void
+        }
+        return Effect.async<void, Errors.StoreUnavailable>((resume) => enqueue({ row: toRow(entry), done: resume, deadline }))
+      })
 
     const list = SqlSchema.findAll({
       Request: Query,
@@ -417,14 +469,7 @@ export const make = (options: Options = {}): Effect.Effect<AuditLog.Service, nev
       }).pipe(orUnavailable(STORE), Effect.withSpan("PgAuditLog.query"))
 
     return AuditLog.AuditLog.of({
-      write: (entry) =>
-        Effect.gen(function*() {
-          if (yield* Ref.get(closing)) return yield* Effect.fail(shuttingDown)
-          const done = yield* Deferred.make<void, Errors.StoreUnavailable>()
-          yield* Queue.offer(queue, { row: toRow(entry), done, deadline: clock.unsafeCurrentTimeMillis() + maxWaitMs })
-          if (buffered) return
-          return yield* Deferred.await(done)
-        }),
+      write,
       list: (query) =>
         list(query).pipe(
           // Our own rows failing their schema is a bug, not an outage.

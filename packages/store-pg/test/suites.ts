@@ -272,6 +272,25 @@ export const auditSuite = (engine: string, fresh: FreshDatabase) => {
         expect(yield* count("llm_audit_log", `request_id = '${rid}'`)).toBe(40)
       }))
 
+    it.scoped("a full queue makes the next write wait for room; nothing queued is lost", () =>
+      Effect.gen(function*() {
+        const rid = unique("full")
+        const log = yield* PgAuditLog.make({ durability: "buffered", capacity: 3, lingerMs: 0 })
+        yield* hide
+        // The writer takes the first row into its batch (failing, retried); three more fill the queue.
+        yield* log.write(auditEntry({ request_id: rid }))
+        yield* Effect.sleep("50 millis")
+        yield* Effect.forEach(Array.from({ length: 3 }, () => auditEntry({ request_id: rid })), (e) => log.write(e), { discard: true })
+        const fifth = yield* Effect.fork(log.write(auditEntry({ request_id: rid })))
+        yield* Effect.sleep("300 millis")
+        expect(Option.isNone(yield* Fiber.poll(fifth))).toBe(true)
+        yield* restore
+        yield* Fiber.join(fifth)
+        const deadline = Date.now() + 5_000
+        while ((yield* count("llm_audit_log", `request_id = '${rid}'`)) < 5 && Date.now() < deadline) yield* Effect.sleep("50 millis")
+        expect(yield* count("llm_audit_log", `request_id = '${rid}'`)).toBe(5)
+      }))
+
     it.effect("buffered durability: rows that arrive while the writer lingers are committed together", () =>
       Effect.gen(function*() {
         const rid = unique("linger")
