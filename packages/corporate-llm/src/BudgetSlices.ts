@@ -69,8 +69,20 @@ export const make = (base: BudgetLedger.Service, options: Options): Effect.Effec
     const active = new Map<string, Lease>()
     const retiring = new Set<Lease>()
     const locals = new Map<string, Local>()
-    // One permit: the in-memory books and lease changes are one critical section.
+    // One permit: the in-memory books and lease changes are one critical section. A reservation
+    // that fits the open leases, and a settlement that returns no lease, are that section in one
+    // synchronous step (no other fiber can run inside it), taken only while no fiber holds or
+    // waits for the lock, since those hold decisions across their round trips to the ledger.
     const lock = yield* Effect.makeSemaphore(1)
+    let lockers = 0
+    const locked = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.suspend(() => {
+          lockers++
+          return restore(lock.withPermits(1)(effect)).pipe(Effect.ensuring(Effect.sync(() => {
+            lockers--
+          })))
+        }))
 
     const keyOf = (scope: BudgetLedger.Scope, periodStart: string) => `${scope.key}@${scope.period}@${periodStart}`
 
@@ -119,8 +131,39 @@ export const make = (base: BudgetLedger.Service, options: Options): Effect.Effec
         }
       })
 
-    const reserve = (input: BudgetLedger.ReserveInput) =>
-      lock.withPermits(1)(Effect.gen(function*() {
+    /** Books `amount` on `chosen` and records the reservation. */
+    const book = (input: BudgetLedger.ReserveInput, chosen: ReadonlyArray<Lease>, now: number): BudgetLedger.Reservation => {
+      for (const l of chosen) {
+        l.used += input.amount
+        l.open += 1
+        l.lastUsed = now
+      }
+      const id = Ids.randomUuid()
+      locals.set(id, { amount: input.amount, leases: chosen })
+      return { id, amount: input.amount, rows: chosen.map((l) => ({ scope: l.scope.key, period: l.scope.period, period_start: l.period_start })) }
+    }
+
+    /** The open leases that fit `input` for every scope, if there are such leases and no one holds the lock. */
+    const fitting = (input: BudgetLedger.ReserveInput, now: number): ReadonlyArray<Lease> | undefined => {
+      if (lockers > 0) return undefined
+      const chosen: Array<Lease> = []
+      for (const scope of input.scopes) {
+        const l = active.get(keyOf(scope, BudgetLedger.periodStart(scope.period, now)))
+        if (l === undefined || l.reservation.amount - l.used < input.amount || l.scope.limit !== scope.limit) return undefined
+        chosen.push(l)
+      }
+      return chosen
+    }
+
+    const reserve = (input: BudgetLedger.ReserveInput): Effect.Effect<BudgetLedger.Reservation, Errors.BudgetExceeded | Errors.StoreUnavailable> =>
+      Effect.clockWith((clock) => {
+        const now = clock.unsafeCurrentTimeMillis()
+        const chosen = fitting(input, now)
+        return chosen === undefined ? reserveLocked(input) : Effect.succeed(book(input, chosen, now))
+      })
+
+    const reserveLocked = (input: BudgetLedger.ReserveInput) =>
+      locked(Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         const chosen: Array<Lease> = []
         for (const scope of input.scopes) {
@@ -138,18 +181,26 @@ export const make = (base: BudgetLedger.Service, options: Options): Effect.Effec
           }
           chosen.push(current ?? (yield* lease(scope, ps, input.amount, input.request_id, now)))
         }
-        for (const l of chosen) {
-          l.used += input.amount
-          l.open += 1
-          l.lastUsed = now
-        }
-        const id = Ids.randomUuid()
-        locals.set(id, { amount: input.amount, leases: chosen })
-        return { id, amount: input.amount, rows: chosen.map((l) => ({ scope: l.scope.key, period: l.scope.period, period_start: l.period_start })) }
+        return book(input, chosen, now)
       }))
 
-    const settle = (reservation: BudgetLedger.Reservation, actual: Money.Nanos) =>
-      lock.withPermits(1)(Effect.gen(function*() {
+    const settle = (reservation: BudgetLedger.Reservation, actual: Money.Nanos): Effect.Effect<void, Errors.StoreUnavailable> =>
+      Effect.suspend(() => {
+        const local = locals.get(reservation.id)
+        if (local === undefined) return Effect.void
+        if (lockers > 0 || local.leases.some((l) => l.retiring)) return settleLocked(reservation, actual)
+        // No lease of it is being returned: nothing to hand back, one step.
+        locals.delete(reservation.id)
+        for (const l of local.leases) {
+          l.used += actual - local.amount
+          l.spent += actual
+          l.open -= 1
+        }
+        return Effect.void
+      })
+
+    const settleLocked = (reservation: BudgetLedger.Reservation, actual: Money.Nanos) =>
+      locked(Effect.gen(function*() {
         const local = locals.get(reservation.id)
         if (local === undefined) return
         locals.delete(reservation.id)
@@ -162,7 +213,7 @@ export const make = (base: BudgetLedger.Service, options: Options): Effect.Effec
       }))
 
     /** Returns idle and old leases (run periodically). */
-    const sweep = lock.withPermits(1)(Effect.gen(function*() {
+    const sweep = locked(Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
       for (const l of [...active.values()]) {
         if ((l.open === 0 && now - l.lastUsed >= idleMs) || now - l.created >= rotateMs) yield* retire(l)
@@ -176,7 +227,7 @@ export const make = (base: BudgetLedger.Service, options: Options): Effect.Effec
     )
     // At shutdown every lease goes back, charged with what was spent plus what is still open on it.
     yield* Effect.addFinalizer(() =>
-      lock.withPermits(1)(Effect.forEach([...active.values(), ...retiring], (l) => {
+      locked(Effect.forEach([...active.values(), ...retiring], (l) => {
         active.delete(l.key)
         const stillOpen = l.used - l.spent
         return base.settle(l.reservation, Money.Nanos(Math.min(l.reservation.amount, l.spent + Math.max(0, stillOpen)))).pipe(

@@ -25,6 +25,22 @@ describe("BudgetSlices", () => {
       expect(yield* sliced.openReservations).toBe(0)
     }))
 
+  it.scoped("a lease retired while a request is open on it goes back when that request settles", () =>
+    Effect.gen(function*() {
+      const base = yield* BudgetLedger.makeMemory
+      const sliced = yield* BudgetSlices.make(base, { fraction: 0.1 })
+      const g = scope(1_000_000)
+      const first = yield* sliced.reserve(input(60_000, [g], 1))
+      // The second does not fit what is left of the first lease: that one retires, a new one is leased.
+      const second = yield* sliced.reserve(input(60_000, [g], 2))
+      expect(yield* base.openReservations).toBe(2)
+      yield* sliced.settle(first, Money.Nanos(50_000))
+      expect(yield* base.openReservations).toBe(1)
+      expect((yield* base.status([g]))[0]).toMatchObject({ spent: 50_000, reserved: 100_000 })
+      yield* sliced.settle(second, Money.Nanos(10_000))
+      expect((yield* sliced.status([g]))[0]).toMatchObject({ spent: 60_000, reserved: 0 })
+    }))
+
   it.effect("closing returns every lease, charged exactly what was spent", () =>
     Effect.gen(function*() {
       const base = yield* BudgetLedger.makeMemory
@@ -77,7 +93,7 @@ describe("BudgetSlices", () => {
       const memory = yield* BudgetLedger.makeMemory
       // Each round trip to the underlying ledger takes a while: leases are taken and given back
       // while other requests arrive and book into the open ones.
-      const slow = <A, E>(self: Effect.Effect<A, E>) => Effect.zipRight(Effect.sleep(Duration.millis(2)), self)
+      const slow = <A, E>(self: Effect.Effect<A, E>) => Effect.zipRight(Effect.sleep(Duration.millis(5)), self)
       let overbooked = 0
       const base: BudgetLedger.Service = {
         ...memory,
@@ -88,31 +104,38 @@ describe("BudgetSlices", () => {
         })
       }
       // Two scopes, as a team's request has: a request may find one lease open and wait on the
-      // ledger for the other's.
-      const g = scope(100_000_000)
+      // ledger for the other's, while requests of the global scope alone book into the first.
+      // The global scope's slices hold a few requests each, the team's many: global leases come and
+      // go while a team request waits on the ledger for its team lease.
+      const g = scope(10_000_000)
       const team = scope(50_000_000, "team:a")
       const slicesScope = yield* Scope.make()
       const sliced = yield* BudgetSlices.make(base, { fraction: 0.01 }).pipe(Scope.extend(slicesScope))
       const rng = Random.make("fast path")
-      let charged = 0
-      yield* Effect.forEach(Array.from({ length: 400 }, (_, i) => i), (i) =>
+      let chargedGlobal = 0
+      let chargedTeam = 0
+      yield* Effect.forEach(Array.from({ length: 600 }, (_, i) => i), (i) =>
         Effect.gen(function*() {
           // Every request spends all it reserved: a lease booked past its size would show.
           const amount = yield* rng.nextIntBetween(1_000, 20_000)
+          const ofTeam = i % 3 !== 0
           yield* Effect.sleep(Duration.millis(yield* rng.nextIntBetween(0, 300)))
-          const r = yield* sliced.reserve(input(amount, [g, team], i))
+          const r = yield* sliced.reserve(input(amount, ofTeam ? [g, team] : [g], i))
           yield* Effect.sleep(Duration.millis(yield* rng.nextIntBetween(0, 3)))
           yield* sliced.settle(r, Money.Nanos(amount))
-          charged += amount
+          chargedGlobal += amount
+          if (ofTeam) chargedTeam += amount
         }), { concurrency: "unbounded", discard: true })
       expect(yield* sliced.openReservations).toBe(0)
-      for (const s of [g, team]) expect((yield* sliced.status([s]))[0]).toMatchObject({ spent: charged, reserved: 0 })
+      expect((yield* sliced.status([g]))[0]).toMatchObject({ spent: chargedGlobal, reserved: 0 })
+      expect((yield* sliced.status([team]))[0]).toMatchObject({ spent: chargedTeam, reserved: 0 })
       // Every lease goes back: none was charged more than it reserved, and the ledger holds exactly
       // what was spent.
       yield* Scope.close(slicesScope, Exit.void)
       expect(overbooked).toBe(0)
       expect(yield* memory.openReservations).toBe(0)
-      for (const s of [g, team]) expect((yield* memory.status([s]))[0]).toMatchObject({ spent: charged, reserved: 0 })
+      expect((yield* memory.status([g]))[0]).toMatchObject({ spent: chargedGlobal, reserved: 0 })
+      expect((yield* memory.status([team]))[0]).toMatchObject({ spent: chargedTeam, reserved: 0 })
     }))
 
   it.effect("an idle lease is returned, so another replica can use the last of the budget", () =>
