@@ -28,6 +28,18 @@ export const annotate: {
   })
 
 /**
+ * {@link annotate} with attributes made only when there is a span to annotate: with tracing off,
+ * the attributes of an outcome are not built for every request only to be dropped.
+ */
+export const annotateWith = (attributes: () => Readonly<Record<string, unknown>>): Effect.Effect<void> =>
+  Effect.contextWith((context: Context.Context<never>) => {
+    const span = propagating(Option.getOrUndefined(Context.getOption(context, Tracer.ParentSpan)))
+    if (span === undefined) return
+    const made = attributes()
+    for (const key in made) span.attribute(key, made[key])
+  })
+
+/**
  * `Effect.withSpan` that makes no span while tracing is off. Effect makes a no-op span then, which
  * still costs a captured stack trace, a copy of the context and an exit hook — on the gateway's hot
  * path, for every layer of a request. With tracing on, the span is made as `Effect.withSpan` makes

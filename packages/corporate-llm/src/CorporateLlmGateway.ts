@@ -203,13 +203,17 @@ export const make = Effect.gen(function*() {
     return [...globalScopes, ...teamsShown, ...key]
   }
   /** A 403 when the caller's team may not call `model` (its allow-list names neither the id nor the name asked for). */
-  const allowed = (caller: Caller.Caller, model: ModelCatalog.ModelEntry, asked: string | undefined): Effect.Effect<void, Errors.Forbidden> => {
+  const refusedModel = (caller: Caller.Caller, model: ModelCatalog.ModelEntry, asked: string | undefined): Errors.Forbidden | undefined => {
     const list = caller.team === undefined ? undefined : allowLists.get(caller.team)
-    if (list === undefined || list.has(model.id) || (asked !== undefined && list.has(asked))) return Effect.void
-    return Effect.fail(new Errors.Forbidden({
+    if (list === undefined || list.has(model.id) || (asked !== undefined && list.has(asked))) return undefined
+    return new Errors.Forbidden({
       message: `team '${caller.team}' may not call model '${model.id}' (allowed: ${[...list].join(", ") || "none"})`,
       rule: "model_allow_list"
-    }))
+    })
+  }
+  const allowed = (caller: Caller.Caller, model: ModelCatalog.ModelEntry, asked: string | undefined): Effect.Effect<void, Errors.Forbidden> => {
+    const refused = refusedModel(caller, model, asked)
+    return refused === undefined ? Effect.void : Effect.fail(refused)
   }
   /**
    * The caller's key's rate limits: one request, and the input-token estimate, taken at admission
@@ -227,18 +231,22 @@ export const make = Effect.gen(function*() {
       : { key: `tpm:${caller.key_id}`, limit_type: "tokens_per_minute", limit: caller.limits.tokens_per_minute }
   const take = (limit: RateLimits.Limit, units: number) =>
     Effect.catchTag(rateLimits.take(limit, units), "StoreUnavailable", (e) => warn("rate-limiter", `rate limiter unavailable, request let through: ${e.message}`))
-  const takeRate = (caller: Caller.Caller, inputTokens: number): Effect.Effect<void, Errors.RateLimited> => {
+  /** The caller's rate-limit takes, or `undefined` when its key has no rate limits. */
+  const rateTakes = (caller: Caller.Caller, inputTokens: number): Effect.Effect<void, Errors.RateLimited> | undefined => {
     const rpm = rpmLimit(caller)
     const tpm = tpmLimit(caller)
-    if (rpm === undefined && tpm === undefined) return Effect.void
+    if (rpm === undefined && tpm === undefined) return undefined
     return Effect.zipRight(
       rpm === undefined ? Effect.void : take(rpm, 1),
       tpm === undefined ? Effect.void : take(tpm, Math.max(1, inputTokens))
     )
   }
-  const addOutputTokens = (caller: Caller.Caller, outputTokens: number): Effect.Effect<void> => {
+  const takeRate = (caller: Caller.Caller, inputTokens: number): Effect.Effect<void, Errors.RateLimited> =>
+    rateTakes(caller, inputTokens) ?? Effect.void
+  /** Adds a call's output tokens to the caller's token rate, or `undefined` when there is nothing to add. */
+  const addOutputTokens = (caller: Caller.Caller, outputTokens: number): Effect.Effect<void> | undefined => {
     const tpm = tpmLimit(caller)
-    return tpm === undefined || outputTokens <= 0 ? Effect.void : Effect.catchAll(rateLimits.add(tpm, outputTokens), (e) => warn("rate-limiter", `rate limiter unavailable, output tokens not counted: ${e.message}`))
+    return tpm === undefined || outputTokens <= 0 ? undefined : Effect.catchAll(rateLimits.add(tpm, outputTokens), (e) => warn("rate-limiter", `rate limiter unavailable, output tokens not counted: ${e.message}`))
   }
   const cap = Money.fromUsd(settings.max_cost_per_request_usd)
   const metrics = Metrics.makeRecorder(
@@ -256,81 +264,101 @@ export const make = Effect.gen(function*() {
       !(Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause))
     )
 
+  interface Resolved {
+    readonly provider: LlmProvider
+    readonly model: ModelCatalog.ModelEntry
+    readonly model_id: string
+  }
+  /** The provider and catalog model of a request, or why there is none (plain: the hot path resolves without an effect). */
+  const resolveNow = (
+    request: { readonly provider?: string | undefined; readonly model?: string | undefined },
+    kind: "chat" | "embedding"
+  ): Resolved | Errors.InvalidRequest | Errors.UnknownModel => {
+    const providerName = request.provider ?? settings.default_provider
+    const provider = providers.get(providerName)
+    if (Option.isNone(provider)) {
+      return new Errors.InvalidRequest({
+        message: `provider '${providerName}' is not configured (configured: ${providers.all.map((p) => p.name).join(", ")})`,
+        field: "provider"
+      })
+    }
+    const name = request.model ?? settings.default_model
+    const model = catalog.resolve(name)
+    if (Option.isNone(model)) {
+      // No `provider`: the model is unknown everywhere, so gateway #2 does not fail over on it.
+      return new Errors.UnknownModel({ message: `model '${name}' is not in the model catalog`, model: name })
+    }
+    const model_id = model.value.provider_ids[providerName] ?? (provider.value.mock ? model.value.id : undefined)
+    if (model_id === undefined) {
+      return new Errors.UnknownModel({ message: `model '${model.value.id}' is not available on provider '${providerName}'`, model: model.value.id, provider: providerName })
+    }
+    if (model.value.kind !== kind) {
+      return new Errors.InvalidRequest({ message: `model '${model.value.id}' is an ${model.value.kind} model, not a${kind === "embedding" ? "n" : ""} ${kind} model`, field: "model" })
+    }
+    return { provider: provider.value, model: model.value, model_id }
+  }
   const resolveFor = (request: { readonly provider?: string | undefined; readonly model?: string | undefined }, kind: "chat" | "embedding") =>
-    Effect.gen(function*() {
-      const providerName = request.provider ?? settings.default_provider
-      const provider = providers.get(providerName)
-      if (Option.isNone(provider)) {
-        return yield* new Errors.InvalidRequest({
-          message: `provider '${providerName}' is not configured (configured: ${providers.all.map((p) => p.name).join(", ")})`,
-          field: "provider"
-        })
-      }
-      const name = request.model ?? settings.default_model
-      const model = catalog.resolve(name)
-      if (Option.isNone(model)) {
-        // No `provider`: the model is unknown everywhere, so gateway #2 does not fail over on it.
-        return yield* new Errors.UnknownModel({ message: `model '${name}' is not in the model catalog`, model: name })
-      }
-      const model_id = model.value.provider_ids[providerName] ?? (provider.value.mock ? model.value.id : undefined)
-      if (model_id === undefined) {
-        return yield* new Errors.UnknownModel({ message: `model '${model.value.id}' is not available on provider '${providerName}'`, model: model.value.id, provider: providerName })
-      }
-      if (model.value.kind !== kind) {
-        return yield* new Errors.InvalidRequest({ message: `model '${model.value.id}' is an ${model.value.kind} model, not a${kind === "embedding" ? "n" : ""} ${kind} model`, field: "model" })
-      }
-      return { provider: provider.value, model: model.value, model_id }
+    Effect.suspend(() => {
+      const resolved = resolveNow(request, kind)
+      return "_tag" in resolved ? Effect.fail(resolved) : Effect.succeed(resolved)
     })
   const resolve = (request: LlmRequest.LLMRequest) => resolveFor(request, "chat")
 
   /** Policy checks that need no I/O: messages, reason, model, limits, per-request cap. */
-  const admit = (request: LlmRequest.LLMRequest, options: CallOptions) =>
-    Effect.gen(function*() {
-      if (request.prompt !== undefined && request.messages !== undefined) {
-        return yield* new Errors.InvalidRequest({ message: "give either 'prompt' or 'messages', not both", field: "messages" })
-      }
-      const messages = LlmRequest.messagesOf(request)
-      if (messages.length === 0 || messages.every((m) => m.content.trim() === "")) {
-        return yield* new Errors.InvalidRequest({ message: "the request has no prompt: give 'prompt' or a non-empty 'messages'", field: "messages" })
-      }
-      const reason = (request.reason ?? options.reason ?? "").trim()
-      if (reason === "" && settings.require_reason) {
-        return yield* reasonRequired()
-      }
-      const { model, model_id, provider } = yield* resolve(request)
-      yield* allowed(options.caller, model, request.model)
-      const max_tokens = request.max_tokens ?? Math.min(settings.default_max_tokens, model.max_output_tokens)
-      if (max_tokens > model.max_output_tokens) {
-        return yield* new Errors.InvalidRequest({
-          message: `max_tokens ${max_tokens} is above the limit of model '${model.id}' (${model.max_output_tokens})`,
-          field: "max_tokens"
-        })
-      }
-      const bad = invalidToolUse(request, messages)
-      if (bad !== undefined) return yield* bad
-      const extras = { tools: request.tools, response_format: request.response_format }
-      const typical = inputTokensTypical(messages, extras)
-      if (typical + max_tokens > model.context_window) {
-        return yield* new Errors.InvalidRequest({
-          message: `the prompt (~${typical} tokens) plus max_tokens ${max_tokens} exceeds the context window of '${model.id}' (${model.context_window})`,
-          field: "messages"
-        })
-      }
-      const worstCase = ModelCatalog.cost(model, { input_tokens: inputTokensUpperBound(messages, extras), output_tokens: max_tokens })
-      if (worstCase > cap) {
-        return yield* new Errors.CostCapExceeded({
-          message: `the worst-case cost of this request ($${Money.toUsdString(worstCase)}) is above the per-request cap ($${Money.toUsdString(cap)}); lower max_tokens or shorten the prompt`,
-          estimate_usd: Money.toUsdString(worstCase),
-          cap_usd: Money.toUsdString(cap)
-        })
-      }
-      yield* takeRate(options.caller, typical)
-      const call: ProviderCall = {
-        model, model_id, messages, max_tokens,
-        temperature: request.temperature, top_p: request.top_p, stop: request.stop,
-        tools: request.tools, tool_choice: request.tool_choice, response_format: request.response_format, seed: request.seed
-      }
-      return { provider, call, reason: reason === "" ? "(none)" : reason, worstCase } satisfies Admitted
+  const admitNow = (request: LlmRequest.LLMRequest, options: CallOptions): { readonly admitted: Admitted; readonly typical: number } | Errors.GatewayError => {
+    if (request.prompt !== undefined && request.messages !== undefined) {
+      return new Errors.InvalidRequest({ message: "give either 'prompt' or 'messages', not both", field: "messages" })
+    }
+    const messages = LlmRequest.messagesOf(request)
+    if (messages.length === 0 || messages.every((m) => m.content.trim() === "")) {
+      return new Errors.InvalidRequest({ message: "the request has no prompt: give 'prompt' or a non-empty 'messages'", field: "messages" })
+    }
+    const reason = (request.reason ?? options.reason ?? "").trim()
+    if (reason === "" && settings.require_reason) return reasonRequired()
+    const resolved = resolveNow(request, "chat")
+    if ("_tag" in resolved) return resolved
+    const { model, model_id, provider } = resolved
+    const refused = refusedModel(options.caller, model, request.model)
+    if (refused !== undefined) return refused
+    const max_tokens = request.max_tokens ?? Math.min(settings.default_max_tokens, model.max_output_tokens)
+    if (max_tokens > model.max_output_tokens) {
+      return new Errors.InvalidRequest({
+        message: `max_tokens ${max_tokens} is above the limit of model '${model.id}' (${model.max_output_tokens})`,
+        field: "max_tokens"
+      })
+    }
+    const bad = invalidToolUse(request, messages)
+    if (bad !== undefined) return bad
+    const extras = { tools: request.tools, response_format: request.response_format }
+    const typical = inputTokensTypical(messages, extras)
+    if (typical + max_tokens > model.context_window) {
+      return new Errors.InvalidRequest({
+        message: `the prompt (~${typical} tokens) plus max_tokens ${max_tokens} exceeds the context window of '${model.id}' (${model.context_window})`,
+        field: "messages"
+      })
+    }
+    const worstCase = ModelCatalog.cost(model, { input_tokens: inputTokensUpperBound(messages, extras), output_tokens: max_tokens })
+    if (worstCase > cap) {
+      return new Errors.CostCapExceeded({
+        message: `the worst-case cost of this request ($${Money.toUsdString(worstCase)}) is above the per-request cap ($${Money.toUsdString(cap)}); lower max_tokens or shorten the prompt`,
+        estimate_usd: Money.toUsdString(worstCase),
+        cap_usd: Money.toUsdString(cap)
+      })
+    }
+    const call: ProviderCall = {
+      model, model_id, messages, max_tokens,
+      temperature: request.temperature, top_p: request.top_p, stop: request.stop,
+      tools: request.tools, tool_choice: request.tool_choice, response_format: request.response_format, seed: request.seed
+    }
+    return { admitted: { provider, call, reason: reason === "" ? "(none)" : reason, worstCase }, typical }
+  }
+  /** {@link admitNow}, then the caller's rate limits. */
+  const admit = (request: LlmRequest.LLMRequest, options: CallOptions): Effect.Effect<Admitted, Errors.GatewayError> =>
+    Effect.suspend(() => {
+      const checked = admitNow(request, options)
+      if ("_tag" in checked) return Effect.fail(checked)
+      const takes = rateTakes(options.caller, checked.typical)
+      return takes === undefined ? Effect.succeed(checked.admitted) : Effect.as(takes, checked.admitted)
     })
 
   interface Outcome {
@@ -373,11 +401,10 @@ export const make = Effect.gen(function*() {
   }
 
   const writeAudit = (id: string, request: LlmRequest.LLMRequest, options: CallOptions, reason: string, started: number, o: Outcome) =>
-    Effect.gen(function*() {
-      const now = yield* Clock.currentTimeMillis
-      yield* Spans.annotate(outcomeAttributes(id, request, options, reason, o))
-      yield* Metrics.recordOutcome(metrics.instruments(o.provider, o.model), o.status, o.usage.input_tokens, o.usage.output_tokens, o.cost)
-      yield* audit.write({
+    Effect.clockWith((clock) => {
+      const now = clock.unsafeCurrentTimeMillis()
+      Metrics.unsafeRecordOutcome(metrics.instruments(o.provider, o.model), o.status, o.usage.input_tokens, o.usage.output_tokens, o.cost)
+      const write = audit.write({
         id,
         request_id: options.request_id,
         created_at: new Date(now),
@@ -400,6 +427,7 @@ export const make = Effect.gen(function*() {
         audit_level: settings.audit_level,
         attempt: options.attempt ?? 1
       })
+      return Effect.zipRight(Spans.annotateWith(() => outcomeAttributes(id, request, options, reason, o)), write)
     })
 
   const rejectionOutcome = (request: LlmRequest.LLMRequest, e: Errors.GatewayError): Outcome => ({
@@ -413,23 +441,22 @@ export const make = Effect.gen(function*() {
 
   /** Runs policy and the reservation; rejections are audited here. */
   const admitAndReserve = (request: LlmRequest.LLMRequest, options: CallOptions, auditId: string, started: number) =>
-    Effect.gen(function*() {
-      const admitted = yield* admit(request, options).pipe(
-        Effect.tapError((e) => writeAudit(auditId, request, options, (request.reason ?? options.reason ?? "").trim() || "(none)", started, rejectionOutcome(request, e)))
-      )
-      yield* Spans.annotate("gen_ai.request.max_tokens", admitted.call.max_tokens)
-      const reservation = yield* ledger.reserve({
-        scopes: scopes(options.caller),
-        amount: admitted.worstCase,
-        request_id: options.request_id,
-        ttl_ms: settings.reservation_ttl_seconds * 1000
-      }).pipe(
-        Effect.tapError((e) => writeAudit(auditId, request, options, admitted.reason, started, {
-          ...rejectionOutcome(request, e), provider: admitted.provider.name, model: admitted.call.model.id
-        }))
-      )
-      return { admitted, reservation }
-    })
+    admit(request, options).pipe(
+      Effect.tapError((e) => writeAudit(auditId, request, options, (request.reason ?? options.reason ?? "").trim() || "(none)", started, rejectionOutcome(request, e))),
+      Effect.flatMap((admitted) =>
+        Spans.annotate("gen_ai.request.max_tokens", admitted.call.max_tokens).pipe(
+          Effect.zipRight(ledger.reserve({
+            scopes: scopes(options.caller),
+            amount: admitted.worstCase,
+            request_id: options.request_id,
+            ttl_ms: settings.reservation_ttl_seconds * 1000
+          })),
+          Effect.tapError((e) => writeAudit(auditId, request, options, admitted.reason, started, {
+            ...rejectionOutcome(request, e), provider: admitted.provider.name, model: admitted.call.model.id
+          })),
+          Effect.map((reservation) => ({ admitted, reservation }))
+        ))
+    )
 
   const metadata = (options: CallOptions, auditId: string, a: Admitted, cost: Money.Nanos, latency: number): LlmRequest.ResponseMetadata => ({
     request_id: options.request_id,
@@ -473,42 +500,46 @@ export const make = Effect.gen(function*() {
       : Deadline.timeoutFail(a.provider.complete(a.call), ms, timedOut(a, ms))
   }
 
-  const process = (request: LlmRequest.LLMRequest, options: CallOptions) => Effect.gen(function*() {
-    const started = yield* Clock.currentTimeMillis
+  // Written as plain steps rather than a generator: this runs for every request, and each step of
+  // a generator costs several Effect operations (docs/performance.md).
+  const process = (request: LlmRequest.LLMRequest, options: CallOptions): Effect.Effect<Answer, Errors.GatewayError> => Effect.clockWith((now) => {
+    const started = now.unsafeCurrentTimeMillis()
     const auditId = Ids.randomUuid()
-    return yield* Effect.uninterruptibleMask((restore) =>
-      Effect.gen(function*() {
-        // Admission is not interruptible: a reservation that commits is always seen, and settled below.
-        const { admitted, reservation } = yield* admitAndReserve(request, options, auditId, started)
+    // Admission is not interruptible: a reservation that commits is always seen, and settled below.
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(admitAndReserve(request, options, auditId, started), ({ admitted, reservation }) => {
         const callStart = clock.unsafeCurrentTimeNanos()
-        const exit = yield* Effect.exit(restore(callProvider(admitted, options)))
-        yield* upstreamEnded(admitted, callStart, exit)
-        const now = yield* Clock.currentTimeMillis
-        if (Exit.isSuccess(exit)) {
-          const completion = exit.value
-          const cost = ModelCatalog.cost(admitted.call.model, completion.usage)
-          yield* ledger.settle(reservation, cost)
-          yield* addOutputTokens(options.caller, completion.usage.output_tokens)
-          yield* writeAudit(auditId, request, options, admitted.reason, started, {
-            status: "success", provider: admitted.provider.name, model: admitted.call.model.id, usage: completion.usage, cost, finish_reason: completion.finish_reason
-          })
-          const response: LlmRequest.LLMResponse = {
-            status: "success",
-            data: {
-              response: completion.text, model: admitted.call.model.id, provider: admitted.provider.name, finish_reason: completion.finish_reason, usage: completion.usage,
-              ...(completion.tool_calls === undefined || completion.tool_calls.length === 0 ? {} : { tool_calls: completion.tool_calls })
-            },
-            metadata: metadata(options, auditId, admitted, cost, Math.round(now - started))
-          }
-          return { response, completion } satisfies Answer
-        }
-        // Failure or interruption: nothing is known to be consumed, release the whole reservation.
-        const outcome = failureOutcome({ provider: admitted.provider.name, model: admitted.call.model }, exit.cause, { input_tokens: 0, output_tokens: 0 }, false)
-        yield* ledger.settle(reservation, Money.zero)
-        yield* writeAudit(auditId, request, options, admitted.reason, started, outcome)
-        return yield* Effect.failCause(exit.cause)
-      })
-    )
+        return Effect.flatMap(Effect.exit(restore(callProvider(admitted, options))), (exit) =>
+          Effect.zipRight(upstreamEnded(admitted, callStart, exit), Effect.suspend(() => {
+            const ended = now.unsafeCurrentTimeMillis()
+            if (Exit.isSuccess(exit)) {
+              const completion = exit.value
+              const cost = ModelCatalog.cost(admitted.call.model, completion.usage)
+              const response: LlmRequest.LLMResponse = {
+                status: "success",
+                data: {
+                  response: completion.text, model: admitted.call.model.id, provider: admitted.provider.name, finish_reason: completion.finish_reason, usage: completion.usage,
+                  ...(completion.tool_calls === undefined || completion.tool_calls.length === 0 ? {} : { tool_calls: completion.tool_calls })
+                },
+                metadata: metadata(options, auditId, admitted, cost, Math.round(ended - started))
+              }
+              const audited = writeAudit(auditId, request, options, admitted.reason, started, {
+                status: "success", provider: admitted.provider.name, model: admitted.call.model.id, usage: completion.usage, cost, finish_reason: completion.finish_reason
+              })
+              const output = addOutputTokens(options.caller, completion.usage.output_tokens)
+              return ledger.settle(reservation, cost).pipe(
+                Effect.zipRight(output === undefined ? audited : Effect.zipRight(output, audited)),
+                Effect.as({ response, completion } satisfies Answer)
+              )
+            }
+            // Failure or interruption: nothing is known to be consumed, release the whole reservation.
+            const outcome = failureOutcome({ provider: admitted.provider.name, model: admitted.call.model }, exit.cause, { input_tokens: 0, output_tokens: 0 }, false)
+            return ledger.settle(reservation, Money.zero).pipe(
+              Effect.zipRight(writeAudit(auditId, request, options, admitted.reason, started, outcome)),
+              Effect.zipRight(Effect.failCause(exit.cause))
+            )
+          })))
+      }))
   }).pipe(Spans.span("CorporateLlmGateway.process", { attributes: { "gen_ai.operation.name": "chat" } }))
 
   const openStream = (request: LlmRequest.LLMRequest, options: CallOptions): Pulls.Open<StreamEvent, Errors.GatewayError> =>
@@ -550,7 +581,7 @@ export const make = Effect.gen(function*() {
           const cause: Cause.Cause<unknown> = Exit.isFailure(exit) ? exit.cause : Cause.interrupt(FiberId.none)
           const outcome = failureOutcome({ provider: admitted.provider.name, model: admitted.call.model }, cause as Cause.Cause<Errors.GatewayError>, usage, true)
           yield* ledger.settle(reservation, outcome.cost).pipe(Effect.ignore)
-          yield* addOutputTokens(options.caller, usage.output_tokens)
+          yield* addOutputTokens(options.caller, usage.output_tokens) ?? Effect.void
           yield* writeAudit(auditId, request, options, admitted.reason, started, outcome).pipe(Effect.ignore)
         })).pipe(Effect.uninterruptible)
       yield* Effect.addFinalizer(cut)
@@ -565,7 +596,7 @@ export const make = Effect.gen(function*() {
         const cost = ModelCatalog.cost(admitted.call.model, usage)
         const now = yield* Clock.currentTimeMillis
         yield* ledger.settle(reservation, cost)
-        yield* addOutputTokens(options.caller, usage.output_tokens)
+        yield* addOutputTokens(options.caller, usage.output_tokens) ?? Effect.void
         yield* writeAudit(auditId, request, options, admitted.reason, started, {
           status: "success", provider: admitted.provider.name, model: admitted.call.model.id, usage, cost, finish_reason: d.finish
         })

@@ -115,21 +115,29 @@ export const makeRecorder = (isProvider: (name: string) => boolean, modelId: (na
   return { instruments: lookup }
 }
 
-/** Counts one finished request, and (unless it was a cache hit) its tokens and cost. */
+/** Counts one finished request, and (unless it was a cache hit) its tokens and cost; a side effect: call it inside an effect. */
+export const unsafeRecordOutcome = (
+  i: Instruments,
+  status: AuditStatus,
+  inputTokens: number,
+  outputTokens: number,
+  costNanos: number
+): void => {
+  i.requests[status].unsafeUpdate(1, noLabels)
+  if (status === "cache_hit") return
+  if (inputTokens > 0) i.inputTokens.unsafeUpdate(inputTokens, noLabels)
+  if (outputTokens > 0) i.outputTokens.unsafeUpdate(outputTokens, noLabels)
+  if (costNanos > 0) i.cost.unsafeUpdate(costNanos / 1e9, noLabels)
+}
+
+/** {@link unsafeRecordOutcome} as an effect. */
 export const recordOutcome = (
   i: Instruments,
   status: AuditStatus,
   inputTokens: number,
   outputTokens: number,
   costNanos: number
-): Effect.Effect<void> =>
-  Effect.sync(() => {
-    i.requests[status].unsafeUpdate(1, noLabels)
-    if (status === "cache_hit") return
-    if (inputTokens > 0) i.inputTokens.unsafeUpdate(inputTokens, noLabels)
-    if (outputTokens > 0) i.outputTokens.unsafeUpdate(outputTokens, noLabels)
-    if (costNanos > 0) i.cost.unsafeUpdate(costNanos / 1e9, noLabels)
-  })
+): Effect.Effect<void> => Effect.sync(() => unsafeRecordOutcome(i, status, inputTokens, outputTokens, costNanos))
 
 /**
  * Upstream time of the request being served, added to by every provider call it makes (retries
@@ -163,11 +171,11 @@ export const observeUpstream = (i: Instruments, seconds: number): Effect.Effect<
 
 /** A provider call ended: adds its time to the request's upstream timer and, if `observe`, to the latency histogram. */
 export const upstreamEnded = (i: Instruments, seconds: number, observe: boolean): Effect.Effect<void> =>
-  FiberRef.getWith(currentUpstreamTimer, (timer) =>
-    Effect.sync(() => {
-      addUpstream(timer, seconds)
-      if (observe) i.upstream.unsafeUpdate(seconds, noLabels)
-    }))
+  Effect.withFiberRuntime((fiber) => {
+    addUpstream(fiber.getFiberRef(currentUpstreamTimer), seconds)
+    if (observe) i.upstream.unsafeUpdate(seconds, noLabels)
+    return Effect.void
+  })
 
 /** Seconds between two readings of `Clock.unsafeCurrentTimeNanos`. */
 export const secondsBetween = (start: bigint, end: bigint): number => Number(end - start) / 1e9
