@@ -8,7 +8,9 @@
 // --provider bedrock the gateway answers through its Bedrock provider (the AWS SDK, HTTP/2) on the
 // mock upstream's Bedrock listener instead of the OpenAI-compatible one.
 //
-//   pnpm build && node bench/ab.mjs --label before [--rounds 3] [--conns 100,10] [--secs 4] [--warm 6] [--stream 3] [--provider bedrock]
+// With --profile DIR the gateways write CPU profiles there (`node bench/top-frames.mjs FILE`).
+//
+//   pnpm build && node bench/ab.mjs --label before [--rounds 3] [--conns 100,10] [--secs 4] [--warm 6] [--stream 3] [--provider bedrock] [--profile DIR]
 import { load, median, newWorkDir, opt, pinSelf, removeDir, scratchDatabase, startGateway, startUpstream, stopAll, ttfbLoop } from "./lib.mjs"
 
 pinSelf(1)
@@ -25,7 +27,7 @@ try {
   const upstream = await startUpstream({ latencies: [0], cpu: 1, logDir: work, bedrock })
   const databaseUrl = scratchDatabase("tidyllm_ab")
   for (let r = 1; r <= rounds; r++) {
-    const g = await startGateway({ id: `ab-${r}`, label, upstreamUrl: upstream.url(0), durability: opt("durability", "sync"), databaseUrl, workDir: work, ...(bedrock ? { bedrockUrl: upstream.bedrockUrl() } : {}) })
+    const g = await startGateway({ id: `ab-${r}`, label, upstreamUrl: upstream.url(0), durability: opt("durability", "sync"), databaseUrl, workDir: work, profileDir: opt("profile", undefined), ...(bedrock ? { bedrockUrl: upstream.bedrockUrl() } : {}) })
     if (streamSecs > 0) {
       await ttfbLoop(g, { seconds: 2 })
       for (let k = 0; k < 3; k++) {
