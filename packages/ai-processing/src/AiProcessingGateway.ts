@@ -430,32 +430,51 @@ export const make = Effect.gen(function*() {
 
   // --- the gateway -------------------------------------------------------------------------------
 
-  const process = (request: LlmRequest.AIRequest, context: LlmRequest.CallContext) => Effect.gen(function*() {
-    const started = yield* Clock.currentTimeMillis
-    const backends = backendsFor(request)
-    const cached = yield* lookup(request, backends, context)
-    const hit = Option.flatMap(cached, (c) => c.hit)
-    yield* Spans.annotate("tidyllm.cache_hit", Option.isSome(hit))
-    if (Option.isSome(hit)) return yield* hitResponse(request, context, hit.value, started)
-    const result = yield* withFailover(request, context, backends, (backend, attempt) =>
-      gw1.process({ ...request, provider: backend }, { ...context, timeout_ms, attempt })
+  /** A fresh answer through the backends (stored in the cache when `cached` says where). */
+  const fresh = (
+    request: LlmRequest.AIRequest,
+    context: LlmRequest.CallContext,
+    backends: ReadonlyArray<string>,
+    cached: Option.Option<{ readonly key: string }>,
+    started: number
+  ): Effect.Effect<LlmRequest.LLMResponse, Errors.GatewayError> =>
+    Effect.flatMap(
+      withFailover(request, context, backends, (backend, attempt) => gw1.process({ ...request, provider: backend }, { ...context, timeout_ms, attempt })),
+      (result) => {
+        const { completion, response } = result.value
+        const answer = Effect.clockWith((clock) => {
+          const now = clock.unsafeCurrentTimeMillis()
+          return Effect.as(Spans.annotate({ "tidyllm.backend_used": result.backend, "tidyllm.attempts": result.attempts }), {
+            ...response,
+            metadata: { ...response.metadata, latency_ms: Math.round(now - started), cache_hit: false, backend_used: result.backend, attempts: result.attempts }
+          } satisfies LlmRequest.LLMResponse)
+        })
+        if (Option.isNone(cached)) return answer
+        return Effect.zipRight(store(cached.value.key, {
+          text: completion.text, usage: completion.usage, finish_reason: completion.finish_reason,
+          provider: response.metadata.provider, model: response.metadata.model, model_id: response.metadata.model_id,
+          mock: response.metadata.mock, created_at: started,
+          ...(completion.tool_calls === undefined || completion.tool_calls.length === 0 ? {} : { tool_calls: completion.tool_calls })
+        }), answer)
+      }
     )
-    const { response, completion } = result.value
-    if (Option.isSome(cached)) {
-      yield* store(cached.value.key, {
-        text: completion.text, usage: completion.usage, finish_reason: completion.finish_reason,
-        provider: response.metadata.provider, model: response.metadata.model, model_id: response.metadata.model_id,
-        mock: response.metadata.mock, created_at: started,
-        ...(completion.tool_calls === undefined || completion.tool_calls.length === 0 ? {} : { tool_calls: completion.tool_calls })
+
+  // Plain steps rather than a generator: this runs for every request (docs/performance.md).
+  const process = (request: LlmRequest.AIRequest, context: LlmRequest.CallContext): Effect.Effect<LlmRequest.LLMResponse, Errors.GatewayError> =>
+    Effect.clockWith((clock) => {
+      const started = clock.unsafeCurrentTimeMillis()
+      const backends = backendsFor(request)
+      if (!settings.enable_caching || request.use_cache === false) {
+        return Effect.zipRight(Spans.annotate("tidyllm.cache_hit", false), fresh(request, context, backends, Option.none(), started))
+      }
+      return Effect.flatMap(lookup(request, backends, context), (cached) => {
+        const hit = Option.flatMap(cached, (c) => c.hit)
+        return Effect.zipRight(
+          Spans.annotate("tidyllm.cache_hit", Option.isSome(hit)),
+          Option.isSome(hit) ? hitResponse(request, context, hit.value, started) : fresh(request, context, backends, cached, started)
+        )
       })
-    }
-    const now = yield* Clock.currentTimeMillis
-    yield* Spans.annotate({ "tidyllm.backend_used": result.backend, "tidyllm.attempts": result.attempts })
-    return {
-      ...response,
-      metadata: { ...response.metadata, latency_ms: Math.round(now - started), cache_hit: false, backend_used: result.backend, attempts: result.attempts }
-    } satisfies LlmRequest.LLMResponse
-  }).pipe(Spans.span("AiProcessingGateway.process"))
+    }).pipe(Spans.span("AiProcessingGateway.process"))
 
   const embed = Effect.fn("AiProcessingGateway.embed")(function*(request: LlmRequest.EmbeddingRequest, context: LlmRequest.CallContext) {
     // The failover loop reads the model and provider (breakers, the audit of a refusal) off a chat-shaped request.

@@ -400,17 +400,15 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
     const scrub = scrubError(scrubber([apiKey, ...passwordsOf(options.baseUrl)]))
 
     const contextOf = (model: string): ErrorContext => ({ provider: name, model })
+    const keyMissing = (context: ErrorContext) =>
+      new Errors.ProviderError({
+        message: `${label}: no API key (OPENAI_API_KEY / providers.openai.api_key is missing)`,
+        ...context,
+        kind: "auth",
+        retryable: false
+      })
     const requireKey = (context: ErrorContext): Effect.Effect<void, Errors.ProviderError> =>
-      missingKey
-        ? Effect.fail(
-          new Errors.ProviderError({
-            message: `${label}: no API key (OPENAI_API_KEY / providers.openai.api_key is missing)`,
-            ...context,
-            kind: "auth",
-            retryable: false
-          })
-        )
-        : Effect.void
+      missingKey ? Effect.fail(keyMissing(context)) : Effect.void
     /** A 200 whose body is not what the API promises: a broken server or proxy; another attempt may do better. */
     const malformed = (context: ErrorContext, what: string, kind: "server" | "stream" = "server") => (cause: unknown) => {
       const detail = stringProperty(cause, "message")
@@ -430,27 +428,40 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
     const system = flavour === "openai" ? "openai" : name
     const chatSpan = clientSpan(system, "chat", options.baseUrl)
 
-    const complete = (call: LlmProvider.ProviderCall) => Effect.gen(function*() {
-      yield* Spans.annotate({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })
-      const context = contextOf(call.model_id)
-      yield* requireKey(context)
-      const params = yield* paramsOf(call, context)
-      // Interruption, or the call's timeout, aborts the request (or the read of its body).
-      const ms = call.timeout_ms
-      const answer = yield* timedPromise(
-        (signal) => postJson(target, "/chat/completions", headers, JSON.stringify(params), signal),
-        ms,
-        () => LlmProvider.timedOut(name, call.model.id, ms ?? 0),
-        (error) => toProviderError(error, context)
-      )
-      if (answer.status < 200 || answer.status > 299) return yield* Effect.fail(httpError(answer.status, answer.text, context, retryAfterMs(answer.header)))
-      const completion = yield* Effect.try({
-        try: () => toCompletion(JSON.parse(answer.text) as OpenAI.ChatCompletion),
-        catch: malformed(context, "the answer is not a chat completion")
-      })
-      if (completion === undefined) return yield* Effect.fail(malformed(context, "the answer has no choices")(undefined))
-      return completion
-    }).pipe(Effect.mapError(scrub), Spans.span("OpenAiProvider.complete", chatSpan))
+    /** The answer of a finished call: the completion, or why there is none. */
+    const answerOf = (answer: { readonly status: number; readonly text: string; readonly header: (name: string) => string | undefined }, context: ErrorContext): Effect.Effect<LlmProvider.Completion, Errors.ProviderError> => {
+      if (answer.status < 200 || answer.status > 299) return Effect.fail(httpError(answer.status, answer.text, context, retryAfterMs(answer.header)))
+      let completion: LlmProvider.Completion | undefined
+      try {
+        completion = toCompletion(JSON.parse(answer.text) as OpenAI.ChatCompletion)
+      } catch (error) {
+        return Effect.fail(malformed(context, "the answer is not a chat completion")(error))
+      }
+      return completion === undefined ? Effect.fail(malformed(context, "the answer has no choices")(undefined)) : Effect.succeed(completion)
+    }
+
+    // Plain steps rather than a generator: this runs for every request (docs/performance.md).
+    const complete = (call: LlmProvider.ProviderCall) =>
+      Effect.zipRight(
+        Spans.annotateWith(() => ({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })),
+        Effect.suspend((): Effect.Effect<LlmProvider.Completion, Errors.ProviderError> => {
+          const context = contextOf(call.model_id)
+          if (missingKey) return Effect.fail(keyMissing(context))
+          const params = paramsOf(call, context)
+          if (Either.isLeft(params)) return Effect.fail(params.left)
+          // Interruption, or the call's timeout, aborts the request (or the read of its body).
+          const ms = call.timeout_ms
+          return Effect.flatMap(
+            timedPromise(
+              (signal) => postJson(target, "/chat/completions", headers, JSON.stringify(params.right), signal),
+              ms,
+              () => LlmProvider.timedOut(name, call.model.id, ms ?? 0),
+              (error) => toProviderError(error, context)
+            ),
+            (answer) => answerOf(answer, context)
+          )
+        })
+      ).pipe(Effect.mapError(scrub), Spans.span("OpenAiProvider.complete", chatSpan))
 
     const streamHeaders: Readonly<Record<string, string>> = { ...headers, accept: "text/event-stream" }
 

@@ -3,7 +3,7 @@ import type { IncomingMessage } from "node:http"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
-import { Chunk, Effect, FiberRef, Option } from "effect"
+import { Chunk, Effect, Either, FiberRef, Option } from "effect"
 import type { Scope } from "effect"
 import { AiProcessingGateway } from "@tidyllm/ai-processing"
 import { CorporateLlmGateway } from "@tidyllm/corporate-llm"
@@ -68,14 +68,17 @@ export const makeServe = Effect.gen(function*() {
       return { _tag: "Events", events: { header, first, pull, requestId: context.request_id } } satisfies Answer
     })
 
+  // Plain steps rather than a generator: this runs for every request (docs/performance.md).
   const serve: Serve = (httpRequest, context) =>
-    Effect.gen(function*() {
-      const json = yield* readJsonFrom(httpRequest, maxBody).pipe(Effect.catchAll(audited(gw1, context, undefined)))
-      const body = yield* decodeRequest(json).pipe(Effect.catchAll(audited(gw1, context, json)))
-      const request = yield* Convert.toAiRequest(body).pipe(Effect.catchAll(audited(gw1, context, json)))
-      return body.stream === true
-        ? yield* stream(request, context, body.stream_options?.include_usage === true)
-        : yield* complete(request, context)
+    Effect.flatMap(Effect.catchAll(readJsonFrom(httpRequest, maxBody), audited(gw1, context, undefined)), (json) => {
+      // Decoding and conversion are plain checks: a refused body is audited, else the request goes on.
+      const body = decodeRequest(json)
+      if (Either.isLeft(body)) return audited(gw1, context, json)(body.left)
+      const request = Convert.toAiRequest(body.right)
+      if (Either.isLeft(request)) return audited(gw1, context, json)(request.left)
+      return body.right.stream === true
+        ? stream(request.right, context, body.right.stream_options?.include_usage === true)
+        : complete(request.right, context)
     })
   return serve
 })
