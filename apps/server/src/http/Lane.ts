@@ -12,7 +12,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { clientAbortFiberId } from "@effect/platform/HttpServerError"
-import { Cause, type Chunk, Context, Effect, Either, FiberRef, HashMap, Runtime } from "effect"
+import { Cause, type Chunk, Context, Effect, FiberRef, HashMap, Runtime } from "effect"
 import * as CorporateLlmMetrics from "@tidyllm/corporate-llm/Metrics"
 import type { Principal } from "../auth/Auth.js"
 import * as Auth from "../auth/Auth.js"
@@ -113,19 +113,19 @@ export const make = Effect.gen(function*() {
         })
       })
 
-    const program = Effect.gen(function*() {
-      yield* FiberRef.set(CorporateLlmMetrics.currentUpstreamTimer, upstream)
-      yield* FiberRef.set(currentRequestId, requestId)
-      yield* FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set("request_id", requestId as unknown))
-      const answer = yield* Effect.either(Effect.gen(function*() {
-        principal = yield* authenticate(auth, request, route)
-        const caller = principal ?? openPrincipal(request)
-        yield* checkRole(caller, route, requestId)
-        return yield* serve(request, contextOf(request, requestId, caller))
-      }))
-      if (Either.isLeft(answer)) return yield* sendError(answer.left)
-      return yield* answer.right._tag === "Json" ? sendJson(200, answer.right.body, {}) : sendEvents(answer.right.events)
-    }).pipe(
+    // Plain steps rather than a generator: this runs for every request (docs/performance.md).
+    const answered = Effect.flatMap(authenticate(auth, request, route), (found) => {
+      principal = found
+      const caller = found ?? openPrincipal(request)
+      return Effect.zipRight(checkRole(caller, route, requestId), serve(request, contextOf(request, requestId, caller)))
+    })
+    const program = FiberRef.set(CorporateLlmMetrics.currentUpstreamTimer, upstream).pipe(
+      Effect.zipRight(FiberRef.set(currentRequestId, requestId)),
+      Effect.zipRight(FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set("request_id", requestId as unknown))),
+      Effect.zipRight(Effect.matchEffect(answered, {
+        onFailure: sendError,
+        onSuccess: (answer) => (answer._tag === "Json" ? sendJson(200, answer.body, {}) : sendEvents(answer.events))
+      })),
       // No tracer to turn off here: the lane serves only while tracing is off, and then the whole
       // server runs with Effect's tracer disabled (Server.layerWith), these fibers included.
       Effect.scoped,
