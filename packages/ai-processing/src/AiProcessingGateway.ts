@@ -172,10 +172,11 @@ const attemptOutcome = (exit: Exit.Exit<unknown, Errors.GatewayError>): string =
 
 /** One attempt of one backend as a span of its own (gateway #1's span is its child). */
 const tracedAttempt = <A>(attempt: Effect.Effect<A, Errors.GatewayError>, backend: string, n: number): Effect.Effect<A, Errors.GatewayError> =>
-  attempt.pipe(
-    Effect.onExit((exit) => Spans.annotate("tidyllm.outcome", attemptOutcome(exit))),
-    Spans.span("AiProcessingGateway.attempt", { attributes: { "tidyllm.backend": backend, "tidyllm.attempt": n } })
-  )
+  Spans.whenTracing(attempt, (traced) =>
+    traced.pipe(
+      Effect.onExit((exit) => Spans.annotate("tidyllm.outcome", attemptOutcome(exit))),
+      Effect.withSpan("AiProcessingGateway.attempt", { attributes: { "tidyllm.backend": backend, "tidyllm.attempt": n }, captureStackTrace: false })
+    ))
 
 const firstLine = (cause: Cause.Cause<unknown>) => {
   const failure = Cause.failureOption(cause)

@@ -46,9 +46,14 @@ export const annotateWith = (attributes: () => Readonly<Record<string, unknown>>
  * it, without the code location (it would point here).
  */
 export const span = (name: string, options?: Tracer.SpanOptions) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.withFiberRuntime((fiber) =>
-    fiber.getFiberRef(FiberRef.currentTracerEnabled) ? Effect.withSpan(self, name, { ...options, captureStackTrace: false }) : self
-  )
+  whenTracing(self, (traced) => Effect.withSpan(traced, name, { ...options, captureStackTrace: false }))
+
+/**
+ * `self` made into `traced(self)` only while the tracer is on (a span with what annotates it, say);
+ * with tracing off, `self` as it is.
+ */
+export const whenTracing = <A, E, R>(self: Effect.Effect<A, E, R>, traced: (self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.withFiberRuntime((fiber) => (fiber.getFiberRef(FiberRef.currentTracerEnabled) ? traced(self) : self))
 
 /** {@link span} for a stream: the span covers the stream's whole run, and is not made while tracing is off. */
 export const streamSpan = (name: string, options?: Tracer.SpanOptions) => <A, E, R>(self: Stream.Stream<A, E, R>): Stream.Stream<A, E, R> =>

@@ -4,7 +4,7 @@
  * outcome closes or re-opens the breaker. Time comes from the Effect `Clock` (TestClock drives it).
  * The state is in memory, per replica.
  */
-import { Clock, Effect, Either, Ref } from "effect"
+import { Effect, Either } from "effect"
 
 /** A breaker's state. */
 export type State = "closed" | "open" | "half_open"
@@ -66,14 +66,24 @@ const keyOf = (backend: string, model: string) => `${backend}/${model}`
 
 /** Breakers that open after `failures` consecutive counted failures (0: never) and stay open `cooldown_ms`. */
 export const make = (options: { readonly failures: number; readonly cooldown_ms: number }): Effect.Effect<CircuitBreakers> =>
-  Effect.map(Ref.make(new Map<string, Entry>()), (ref) => {
+  Effect.sync(() => {
+    // Plain state: every read and change below is one synchronous step, so no other fiber can
+    // come between a breaker's read and its update (an `Effect.Ref` cost a few operations more per call).
+    let breakers = new Map<string, Entry>()
     const enabled = options.failures > 0
     const fresh = (backend: string, model: string): Entry => ({ backend, model, state: "closed", failures: 0, opened_at: 0, probing: false, generation: 0 })
     const put = (m: Map<string, Entry>, key: string, e: Entry) => new Map(m).set(key, e)
 
+    /** Runs `f` on the breakers at the fiber's clock's time and keeps the map it returns. */
+    const modify = <A>(f: (m: Map<string, Entry>, now: number) => readonly [A, Map<string, Entry>]): Effect.Effect<A> =>
+      Effect.clockWith((clock) => {
+        const [a, next] = f(breakers, clock.unsafeCurrentTimeMillis())
+        breakers = next
+        return Effect.succeed(a)
+      })
+
     const acquire = (backend: string, model: string) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        Ref.modify(ref, (m): readonly [Either.Either<Permit, Rejection>, Map<string, Entry>] => {
+      modify((m, now): readonly [Either.Either<Permit, Rejection>, Map<string, Entry>] => {
           const key = keyOf(backend, model)
           const e = m.get(key) ?? fresh(backend, model)
           const reject = Either.left({ backend, model, state: e.state, opened_at: e.opened_at, retry_at: e.opened_at + options.cooldown_ms })
@@ -87,37 +97,38 @@ export const make = (options: { readonly failures: number; readonly cooldown_ms:
               if (e.probing) return [reject, m]
               return [Either.right({ key, probe: true, generation: e.generation }), put(m, key, { ...e, probing: true })]
           }
-        }))
+        })
 
+    /** The breakers once `permit`'s call ended with `outcome` at `now`. */
+    const released = (m: Map<string, Entry>, permit: Permit, outcome: Outcome, now: number): Map<string, Entry> => {
+      const e = m.get(permit.key)
+      if (e === undefined || e.generation !== permit.generation) return m
+      const open = (): Entry => ({ ...e, state: "open", failures: e.failures + 1, opened_at: now, probing: false, generation: e.generation + 1 })
+      if (permit.probe) {
+        if (e.state !== "half_open" || !e.probing) return m
+        switch (outcome) {
+          case "success": return put(m, permit.key, { ...e, state: "closed", failures: 0, probing: false })
+          case "failure": return put(m, permit.key, open())
+          // The probe told nothing about the backend's health (cancelled, refused by policy): let another through.
+          case "neutral": return put(m, permit.key, { ...e, probing: false })
+        }
+      }
+      // Calls admitted while closed only move a closed breaker: once open, the probe decides.
+      if (e.state !== "closed") return m
+      switch (outcome) {
+        case "success": return e.failures === 0 ? m : put(m, permit.key, { ...e, failures: 0 })
+        case "failure": return put(m, permit.key, e.failures + 1 >= options.failures ? open() : { ...e, failures: e.failures + 1 })
+        case "neutral": return m
+      }
+    }
     const release = (permit: Permit, outcome: Outcome) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        Ref.update(ref, (m) => {
-          const e = m.get(permit.key)
-          if (e === undefined || e.generation !== permit.generation) return m
-          const open = (): Entry => ({ ...e, state: "open", failures: e.failures + 1, opened_at: now, probing: false, generation: e.generation + 1 })
-          if (permit.probe) {
-            if (e.state !== "half_open" || !e.probing) return m
-            switch (outcome) {
-              case "success": return put(m, permit.key, { ...e, state: "closed", failures: 0, probing: false })
-              case "failure": return put(m, permit.key, open())
-              // The probe told nothing about the backend's health (cancelled, refused by policy): let another through.
-              case "neutral": return put(m, permit.key, { ...e, probing: false })
-            }
-          }
-          // Calls admitted while closed only move a closed breaker: once open, the probe decides.
-          if (e.state !== "closed") return m
-          switch (outcome) {
-            case "success": return e.failures === 0 ? m : put(m, permit.key, { ...e, failures: 0 })
-            case "failure": return put(m, permit.key, e.failures + 1 >= options.failures ? open() : { ...e, failures: e.failures + 1 })
-            case "neutral": return m
-          }
-        }))
+      modify((m, now): readonly [void, Map<string, Entry>] => [undefined, released(m, permit, outcome, now)])
 
     const state = (backend: string, model: string) =>
-      Effect.map(Ref.get(ref), (m) => m.get(keyOf(backend, model))?.state ?? "closed")
+      Effect.sync(() => breakers.get(keyOf(backend, model))?.state ?? "closed")
 
-    const status = Effect.map(Ref.get(ref), (m) =>
-      [...m.values()].map((e): Status => ({
+    const status = Effect.sync(() =>
+      [...breakers.values()].map((e): Status => ({
         backend: e.backend,
         model: e.model,
         state: e.state,
