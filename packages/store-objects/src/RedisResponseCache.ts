@@ -7,7 +7,7 @@
 import { Context, Duration, Effect, Either, Layer, Option, Redacted, Schema } from "effect"
 import { Redis } from "ioredis"
 import { ResponseCache } from "@tidyllm/ai-processing"
-import { close, describeUrl, reachability, reconnectDelay } from "./RedisUrl.js"
+import { describeUrl, reconnectDelay, scopedClient } from "./RedisUrl.js"
 
 /** How to reach Redis. */
 export interface Options {
@@ -46,25 +46,16 @@ export const make = (options: Options) =>
     const where = describeUrl(Redacted.value(options.url))
     const prefix = options.keyPrefix ?? defaultKeyPrefix
     const timeoutMs = options.timeoutMs ?? 500
-    const reachable = yield* reachability(`redis cache ${where}`)
-
-    const client = yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        const c = new Redis(Redacted.value(options.url), {
-          lazyConnect: true,
-          connectTimeout: timeoutMs,
-          // Every command, also one queued while (re)connecting, fails after this: nothing waits on a down Redis.
-          commandTimeout: timeoutMs,
-          maxRetriesPerRequest: 1,
-          retryStrategy: reconnectDelay,
-          enableAutoPipelining: false
-        })
-        c.on("error", reachable.down)
-        c.on("ready", reachable.up)
-        return c
-      }),
-      close
-    )
+    const { client, reachable } = yield* scopedClient(`redis cache ${where}`, () =>
+      new Redis(Redacted.value(options.url), {
+        lazyConnect: true,
+        connectTimeout: timeoutMs,
+        // Every command, also one queued while (re)connecting, fails after this: nothing waits on a down Redis.
+        commandTimeout: timeoutMs,
+        maxRetriesPerRequest: 1,
+        retryStrategy: reconnectDelay,
+        enableAutoPipelining: false
+      }))
 
     const command = <A>(verb: string, key: string, run: () => Promise<A>) => {
       const what = key === "" ? verb : `${verb} ${key}`

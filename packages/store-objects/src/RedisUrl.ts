@@ -35,6 +35,25 @@ export const reachability = (what: string) =>
     }
   })
 
+/**
+ * A client made by `make`, its reachability logged once per change (as `what`), closed with the
+ * scope: what every Redis client of the gateway does around its own options.
+ */
+export const scopedClient = <C extends Redis>(what: string, make: () => C) =>
+  Effect.gen(function*() {
+    const reachable = yield* reachability(what)
+    const client = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const c = make()
+        c.on("error", reachable.down)
+        c.on("ready", reachable.up)
+        return c
+      }),
+      close
+    )
+    return { client, reachable }
+  })
+
 /** Closes a client: `QUIT` within a second if it is connected (one never connected has nothing to say goodbye to, and `QUIT` would connect first), then the socket. */
 export const close = (client: Redis): Effect.Effect<void> =>
   (client.status === "ready" ? Effect.tryPromise(() => client.quit()).pipe(Effect.timeout(Duration.seconds(1)), Effect.ignore) : Effect.void).pipe(

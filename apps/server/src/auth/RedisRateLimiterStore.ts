@@ -17,7 +17,7 @@
 import { RateLimiter } from "@effect/experimental"
 import { Duration, Effect, Layer, Redacted } from "effect"
 import { Redis } from "ioredis"
-import { close, describeUrl, reachability, reconnectDelay } from "@tidyllm/store-objects/RedisUrl"
+import { describeUrl, reconnectDelay, scopedClient } from "@tidyllm/store-objects/RedisUrl"
 
 /** How to reach Redis. */
 export interface Options {
@@ -69,26 +69,19 @@ export const make = (options: Options) =>
     const prefix = options.prefix ?? defaultPrefix
     const timeoutMs = options.timeoutMs ?? 500
     // One line when Redis becomes unreachable and one when it is back, not one per reconnect.
-    const reachable = yield* reachability(`rate limit store redis ${where}`)
-
-    const client = yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        const c = new Redis(Redacted.value(options.url), {
-          lazyConnect: true,
-          connectTimeout: timeoutMs * 4,
-          // While Redis is down a command fails within the timeout (the gateway then lets the
-          // request through with a warning) instead of waiting for a reconnect.
-          commandTimeout: timeoutMs,
-          maxRetriesPerRequest: 1,
-          retryStrategy: reconnectDelay
-        })
-        c.defineCommand("fixedWindow", { numberOfKeys: 1, lua: fixedWindowScript })
-        c.on("error", reachable.down)
-        c.on("ready", reachable.up)
-        return c as FixedWindowClient
-      }),
-      close
-    )
+    const { client } = yield* scopedClient(`rate limit store redis ${where}`, () => {
+      const c = new Redis(Redacted.value(options.url), {
+        lazyConnect: true,
+        connectTimeout: timeoutMs * 4,
+        // While Redis is down a command fails within the timeout (the gateway then lets the
+        // request through with a warning) instead of waiting for a reconnect.
+        commandTimeout: timeoutMs,
+        maxRetriesPerRequest: 1,
+        retryStrategy: reconnectDelay
+      })
+      c.defineCommand("fixedWindow", { numberOfKeys: 1, lua: fixedWindowScript })
+      return c as FixedWindowClient
+    })
 
     return RateLimiter.RateLimiterStore.of({
       fixedWindow: ({ key, limit, refillRate, tokens }) =>
