@@ -109,19 +109,17 @@ export const make = (server: Config.ServerSettings, options: { readonly openRech
     const cache = new Map<string, { readonly key: ApiKeys.ApiKey; readonly until: number }>()
     const CACHE_MAX = 10_000
 
-    const lookup = (hash: string, at: number) => {
-      const hit = cache.get(hash)
-      if (hit !== undefined && hit.until > at) return Effect.succeed(Option.some(hit.key))
-      return Effect.map(keys.findByHash(hash), (found) => {
+    /** The key of `hash` from the store, remembered for the cache's time (the cache is read by the caller). */
+    const lookup = (hash: string, at: number) =>
+      Effect.map(keys.findByHash(hash), (found) => {
         if (Option.isSome(found) && ttl > 0) {
           if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value!)
           cache.set(hash, { key: found.value, until: at + ttl })
         }
         return found
       })
-    }
 
-    /** Who holds the key of hash `hash` at `at`, or why no one may use it. */
+    /** Who holds the key `found` at `at`, or why no one may use it. */
     const principalOf = (found: Option.Option<ApiKeys.ApiKey>, user_id: string | undefined, at: number): Effect.Effect<Principal, Unauthorized> => {
       if (Option.isNone(found)) return Effect.fail(new Unauthorized({ reason: "unknown", message: "the API key is not valid" }))
       const key = found.value
