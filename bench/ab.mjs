@@ -9,8 +9,10 @@
 // mock upstream's Bedrock listener instead of the OpenAI-compatible one.
 //
 // With --profile DIR the gateways write CPU profiles there (`node bench/top-frames.mjs FILE`).
+// --node-flags passes flags to the gateways' node; BENCH_SERVER_MAIN=apps/server/dist/main.js runs
+// the unbundled build instead of the bundle.
 //
-//   pnpm build && node bench/ab.mjs --label before [--rounds 3] [--conns 100,10] [--secs 4] [--warm 6] [--stream 3] [--provider bedrock] [--profile DIR]
+//   pnpm build && node bench/ab.mjs --label before [--rounds 3] [--conns 100,10] [--secs 4] [--warm 6] [--stream 3] [--provider bedrock] [--profile DIR] [--node-flags "--max-old-space-size=128 …"]
 import { load, median, newWorkDir, opt, pinSelf, removeDir, scratchDatabase, startGateway, startUpstream, stopAll, ttfbLoop } from "./lib.mjs"
 
 pinSelf(1)
@@ -20,6 +22,7 @@ const conns = opt("conns", "100,10").split(",").map(Number)
 const secs = Number(opt("secs", 4))
 const warm = Number(opt("warm", 6))
 const streamSecs = Number(opt("stream", 0))
+const nodeFlags = opt("node-flags", "").split(" ").filter((f) => f !== "")
 const work = newWorkDir()
 const runs = {}
 try {
@@ -27,7 +30,7 @@ try {
   const upstream = await startUpstream({ latencies: [0], cpu: 1, logDir: work, bedrock })
   const databaseUrl = scratchDatabase("tidyllm_ab")
   for (let r = 1; r <= rounds; r++) {
-    const g = await startGateway({ id: `ab-${r}`, label, upstreamUrl: upstream.url(0), durability: opt("durability", "sync"), databaseUrl, workDir: work, profileDir: opt("profile", undefined), ...(bedrock ? { bedrockUrl: upstream.bedrockUrl() } : {}) })
+    const g = await startGateway({ id: `ab-${r}`, nodeFlags, label, upstreamUrl: upstream.url(0), durability: opt("durability", "sync"), databaseUrl, workDir: work, profileDir: opt("profile", undefined), ...(bedrock ? { bedrockUrl: upstream.bedrockUrl() } : {}) })
     if (streamSecs > 0) {
       await ttfbLoop(g, { seconds: 2 })
       for (let k = 0; k < 3; k++) {
@@ -40,7 +43,7 @@ try {
       for (const c of conns) {
         const x = await load(g, { connections: c, seconds: secs })
         ;(runs[c] ??= []).push(x)
-        console.log(`${label} round ${r}, ${c} conns: ${x.cpuPerReq.toFixed(3)} ms CPU/req, ${x.rps.toFixed(0)} req/s, p50 ${x.p50.toFixed(2)} ms${x.non2xx + x.errors > 0 ? `, ${x.non2xx} non-2xx, ${x.errors} errors` : ""}`)
+        console.log(`${label} round ${r}, ${c} conns: ${x.cpuPerReq.toFixed(3)} ms CPU/req, ${x.rps.toFixed(0)} req/s, p50 ${x.p50.toFixed(2)} ms, RSS peak ${x.rssMax.toFixed(0)} MiB${x.non2xx + x.errors > 0 ? `, ${x.non2xx} non-2xx, ${x.errors} errors` : ""}`)
       }
     }
     await g.stop()
@@ -52,6 +55,6 @@ try {
 console.log(`\n${label}: medians of ${rounds}`)
 for (const [k, xs] of Object.entries(runs)) {
   if (k === "stream") console.log(`  stream: TTFB p50 ${median(xs.map((x) => x.p50)).toFixed(3)} ms, p90 ${median(xs.map((x) => x.p90)).toFixed(3)}, streams ${median(xs.map((x) => x.n))}`)
-  else console.log(`  ${k} conns: ${median(xs.map((x) => x.cpuPerReq)).toFixed(3)} ms CPU/req [${xs.map((x) => x.cpuPerReq.toFixed(3)).join(" ")}], ${median(xs.map((x) => x.rps)).toFixed(0)} req/s, p50 ${median(xs.map((x) => x.p50)).toFixed(2)} ms`)
+  else console.log(`  ${k} conns: ${median(xs.map((x) => x.cpuPerReq)).toFixed(3)} ms CPU/req [${xs.map((x) => x.cpuPerReq.toFixed(3)).join(" ")}], ${median(xs.map((x) => x.rps)).toFixed(0)} req/s, p50 ${median(xs.map((x) => x.p50)).toFixed(2)} ms, RSS peak ${median(xs.map((x) => x.rssMax)).toFixed(0)} MiB`)
 }
 process.exit(0)

@@ -12,7 +12,8 @@ import { fileURLToPath } from "node:url"
 import autocannon from "autocannon"
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), "..")
-export const serverMain = join(root, "apps/server/dist/main.js")
+// The bundle (`apps/server/scripts/bundle.mjs`), as the image runs it; BENCH_SERVER_MAIN=apps/server/dist/main.js measures the unbundled build.
+export const serverMain = process.env.BENCH_SERVER_MAIN ?? join(root, "apps/server/dist/bundle/main.js")
 export const portkeyMain = join(root, "node_modules/@portkey-ai/gateway/build/start-server.js")
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
@@ -260,7 +261,7 @@ export const scratchDatabase = (name = "tidyllm_bench") => {
 const yaml = (lines) => `${lines.join("\n")}\n`
 
 /**
- * Starts the gateway (`node apps/server/dist/main.js --config FILE`) on `cpu`, with budgets, audit
+ * Starts the gateway (`node apps/server/dist/bundle/main.js --config FILE`) on `cpu`, with budgets, audit
  * and API keys, the mock upstream as its default (`openai_compatible`) provider; creates a `user`
  * key with the bootstrap admin key; checks one request answers 200.
  */

@@ -8,7 +8,7 @@
 //   node scripts/check-dashboard.mjs http://gateway:8080/metrics   # a running server
 //   node scripts/check-dashboard.mjs                               # starts the built server (pnpm build first)
 //
-// Without a URL it starts apps/server/dist/main.js on a free loopback port (mock provider, PGlite
+// Without a URL it starts apps/server/dist/bundle/main.js on a free loopback port (mock provider, PGlite
 // in a temporary directory), sends a few requests (an answer, a cache hit, a refusal), scrapes,
 // and stops the server by its PID.
 import { spawn } from "node:child_process"
@@ -89,7 +89,7 @@ const freePort = () => new Promise((resolve, reject) => {
 
 /** Starts the built server, drives a few requests through it, and returns its scrape. */
 const scrapeOwnServer = async () => {
-  const main = join(root, "apps/server/dist/main.js")
+  const main = join(root, "apps/server/dist/bundle/main.js")
   if (!existsSync(main)) throw new Error(`${main} is missing; run \`pnpm build\` first`)
   const dir = mkdtempSync(join(tmpdir(), "tidyllm-dashboard-"))
   writeFileSync(join(dir, "tidyllm.yaml"), [

@@ -18,7 +18,7 @@
 //
 // --simulate assembles what the Dockerfile's runtime stage holds (package manifests, dist/,
 // sql/, `pnpm install --prod --frozen-lockfile`, offline from the local store) in a temporary
-// directory, runs `node apps/cli/dist/main.js migrate` and then `node apps/server/dist/main.js
+// directory, runs `node apps/cli/dist/main.js migrate` and then `node apps/server/dist/bundle/main.js
 // --no-migrate` from it (embedded PGlite, loopback, a free port), checks /health/live and
 // /health/ready, stops the server by its PID with SIGTERM and removes the directory.
 import { spawn, spawnSync } from "node:child_process"
@@ -38,7 +38,7 @@ export const standardEnv = [
   "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"
 ]
 
-/** Flags `apps/server/dist/main.js` understands. */
+/** Flags `apps/server/dist/bundle/main.js` understands. */
 const serverFlags = ["--no-migrate", "--config", "-c"]
 
 /** The names the CLI's sources give `Command.make` (its commands and subcommands). */
@@ -185,7 +185,7 @@ export const checkDeploy = ({ manifests, dockerfile, dockerignore, routes, overr
   if (user === undefined || /^(root|0)(:|$)/.test(user)) fail("Dockerfile", "the runtime stage runs as root")
   const cmd = instr(runtime, "CMD").at(-1)?.rest
   const cmdArgs = cmd !== undefined && cmd.startsWith("[") ? JSON.parse(cmd) : undefined
-  if (JSON.stringify(cmdArgs) !== JSON.stringify(["node", "apps/server/dist/main.js"])) fail("Dockerfile", `CMD is ${cmd}, not ["node", "apps/server/dist/main.js"]`)
+  if (JSON.stringify(cmdArgs) !== JSON.stringify(["node", "apps/server/dist/bundle/main.js"])) fail("Dockerfile", `CMD is ${cmd}, not ["node", "apps/server/dist/bundle/main.js"]`)
   const health = instr(runtime, "HEALTHCHECK").at(-1)?.rest ?? ""
   const healthPath = /['"](\/[\w/.-]*)['"]/.exec(health)?.[1]
   if (healthPath !== "/health/live") fail("Dockerfile", `HEALTHCHECK probes ${healthPath ?? "nothing"}, not /health/live`)
@@ -409,7 +409,7 @@ const simulate = async () => {
     if (migrate.status !== 0) throw new Error(`tidyllm migrate exited ${migrate.status}:\n${(migrate.stdout + migrate.stderr).slice(-3000)}`)
     console.log(`simulate: node apps/cli/dist/main.js migrate: ${migrate.stdout.trim().split("\n").at(-1)}`)
     const port = await freePort()
-    child = spawn(process.execPath, ["apps/server/dist/main.js", "--no-migrate"], { cwd: dir, env: { ...env, PORT: String(port) }, stdio: ["ignore", "pipe", "pipe"] })
+    child = spawn(process.execPath, ["apps/server/dist/bundle/main.js", "--no-migrate"], { cwd: dir, env: { ...env, PORT: String(port) }, stdio: ["ignore", "pipe", "pipe"] })
     let log = ""
     child.stdout.on("data", (d) => { log += d })
     child.stderr.on("data", (d) => { log += d })
@@ -424,7 +424,7 @@ const simulate = async () => {
     const ready = await fetch(`${base}/health/ready`)
     const body = await ready.text()
     if (ready.status !== 200) throw new Error(`/health/ready: ${ready.status} ${body}`)
-    console.log(`simulate: node apps/server/dist/main.js --no-migrate: /health/live 200, /health/ready 200 ${body} after ${((Date.now() - started) / 1000).toFixed(1)} s`)
+    console.log(`simulate: node apps/server/dist/bundle/main.js --no-migrate: /health/live 200, /health/ready 200 ${body} after ${((Date.now() - started) / 1000).toFixed(1)} s`)
     const exited = new Promise((r) => child.once("exit", (code, signal) => r({ code, signal })))
     process.kill(child.pid, "SIGTERM")
     const timer = setTimeout(() => { try { process.kill(child.pid, "SIGKILL") } catch { /* gone */ } }, 20_000)

@@ -1,5 +1,5 @@
 /**
- * Three replicas of the real server (`node apps/server/dist/main.js`) on one Postgres database (a
+ * Three replicas of the real server (`node apps/server/dist/bundle/main.js`) on one Postgres database (a
  * scratch database on `DATABASE_URL`, dropped at the end) and one Redis (a private `redis-server`
  * on a free port): the response cache and the per-key rate limits are shared there, budgets,
  * their slice leases and the audit log in Postgres.

@@ -1,5 +1,5 @@
 /**
- * Graceful shutdown of the real server process (`node apps/server/dist/main.js` on embedded
+ * Graceful shutdown of the real server process (`node apps/server/dist/bundle/main.js` on embedded
  * PGlite, the mock provider answering after 300 ms): SIGTERM while requests are in flight. The
  * server stops accepting, lets the in-flight requests finish, flushes what it holds and exits 0.
  * Then the audit log is opened and counted against what the clients saw: every answered request

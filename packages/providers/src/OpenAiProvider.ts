@@ -8,7 +8,21 @@ import { Errors, Pulls, Spans, type LlmRequest, type Usage } from "@tidyllm/core
 import * as LlmProvider from "@tidyllm/corporate-llm/LlmProvider"
 import { Chunk, Effect, Either, Option, Predicate, Redacted, type Scope } from "effect"
 import type { EventSourceMessage } from "eventsource-parser"
-import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError, OpenAI } from "openai"
+import {
+  APIConnectionError,
+  APIConnectionTimeoutError,
+  APIError,
+  APIUserAbortError,
+  AuthenticationError,
+  BadRequestError,
+  ConflictError,
+  InternalServerError,
+  NotFoundError,
+  OpenAI,
+  PermissionDeniedError,
+  RateLimitError,
+  UnprocessableEntityError
+} from "openai"
 import {
   causeChain,
   connectionCodes,
@@ -73,6 +87,24 @@ const cutMessage = /^terminated$|other side closed|socket hang up/i
 // `instanceof` alone narrows to `APIError<any, any, any>`.
 const isApiError = (u: unknown): u is APIError => u instanceof APIError
 
+// The client's error classes by name, most specific first. Not `constructor.name`: the client sets
+// no `name` of its own, and a bundler renames classes whose names collide (the server's bundle
+// holds the Anthropic client's classes of the same names).
+const apiErrorNames: ReadonlyArray<readonly [new (...args: never) => APIError, string]> = [
+  [APIConnectionTimeoutError, "APIConnectionTimeoutError"],
+  [APIConnectionError, "APIConnectionError"],
+  [APIUserAbortError, "APIUserAbortError"],
+  [BadRequestError, "BadRequestError"],
+  [AuthenticationError, "AuthenticationError"],
+  [PermissionDeniedError, "PermissionDeniedError"],
+  [NotFoundError, "NotFoundError"],
+  [ConflictError, "ConflictError"],
+  [UnprocessableEntityError, "UnprocessableEntityError"],
+  [RateLimitError, "RateLimitError"],
+  [InternalServerError, "InternalServerError"]
+]
+const apiErrorName = (error: APIError): string => apiErrorNames.find(([c]) => error instanceof c)?.[1] ?? "APIError"
+
 const kindOfApiError = (error: APIError): Errors.ProviderErrorKind => {
   if (error instanceof APIConnectionTimeoutError) return "timeout"
   // Our own interruption aborted the call; nothing waits for this error, and a retry would be safe.
@@ -117,8 +149,8 @@ export const toProviderError = (error: unknown, context: ErrorContext): Errors.P
     kind = kindOfApiError(error)
     status = error.status
     upstreamType = error instanceof APIConnectionError
-      ? codes[0] ?? error.constructor.name
-      : (typeof error.code === "string" ? error.code : undefined) ?? error.type ?? error.constructor.name
+      ? codes[0] ?? apiErrorName(error)
+      : (typeof error.code === "string" ? error.code : undefined) ?? error.type ?? apiErrorName(error)
   } else {
     kind = codes.includes("ETIMEDOUT") || codes.includes("UND_ERR_HEADERS_TIMEOUT") || codes.includes("UND_ERR_BODY_TIMEOUT")
       ? "timeout"

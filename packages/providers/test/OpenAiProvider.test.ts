@@ -4,7 +4,7 @@ import type { LlmProvider } from "@tidyllm/corporate-llm"
 import { Chunk, Deferred, Effect, Either, Fiber, Option, Redacted, Schedule, Stream } from "effect"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
-import { APIConnectionTimeoutError, APIError } from "openai"
+import { APIConnectionError, APIConnectionTimeoutError, APIError } from "openai"
 import * as Providers from "../src/index.js"
 import * as OpenAiProvider from "../src/OpenAiProvider.js"
 import { startOpenAiStub } from "./stubs/OpenAiStub.js"
@@ -700,6 +700,16 @@ describe("OpenAiProvider", () => {
       expect(error).toMatchObject({ kind: "connection", retryable: true, upstream_type: "UND_ERR_SOCKET" })
       expect(error.message).toBe("OpenAI: terminated: other side closed")
       expect(OpenAiProvider.toProviderError(new Error("socket hang up"), ctx)).toMatchObject({ kind: "connection" })
+    })
+
+    it("names the client's error class when the upstream names no type (by class, not by constructor name)", () => {
+      expect(OpenAiProvider.toProviderError(new APIConnectionTimeoutError(), ctx)).toMatchObject({ upstream_type: "APIConnectionTimeoutError" })
+      expect(OpenAiProvider.toProviderError(new APIConnectionError({ message: "refused" }), ctx))
+        .toMatchObject({ kind: "connection", upstream_type: "APIConnectionError" })
+      expect(OpenAiProvider.toProviderError(APIError.generate(429, { message: "slow down" }, undefined, new Headers()), ctx))
+        .toMatchObject({ kind: "throttled", upstream_status: 429, upstream_type: "RateLimitError" })
+      expect(OpenAiProvider.toProviderError(APIError.generate(418, { message: "teapot" }, undefined, new Headers()), ctx))
+        .toMatchObject({ upstream_status: 418, upstream_type: "APIError" })
     })
 
     it("uses the upstream type when there is no status, then the status, then unknown", () => {

@@ -9,6 +9,7 @@
  * `BEGIN`/`COMMIT`.
  */
 import { createHash } from "node:crypto"
+import { readdirSync } from "node:fs"
 import { readdir, readFile } from "node:fs/promises"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -41,10 +42,29 @@ export interface AppliedMigration {
   readonly applied_at: Date
 }
 
-/** The repository's `sql/` directory, found relative to this module (from `src/` and `dist/` alike). */
-export const defaultDirectory = (): URL => new URL("../../../sql/", import.meta.url)
-
 const FILE = /^(\d+)_[A-Za-z0-9_.-]*\.sql$/
+
+/**
+ * The repository's `sql/` directory: the nearest `sql/` holding a migration file, looking up from
+ * this module's directory (`packages/store-pg/src` or `dist`, or the server's bundle in
+ * `apps/server/dist/bundle`); `../../../sql/` from this module when there is none, so that the
+ * error names the place expected.
+ */
+export const defaultDirectory = (): URL => {
+  for (let dir = new URL("./", import.meta.url); ; dir = new URL("../", dir)) {
+    const candidate = new URL("sql/", dir)
+    if (holdsMigrations(candidate)) return candidate
+    if (new URL("../", dir).href === dir.href) return new URL("../../../sql/", import.meta.url)
+  }
+}
+
+const holdsMigrations = (dir: URL): boolean => {
+  try {
+    return readdirSync(dir).some((name) => FILE.test(name))
+  } catch {
+    return false
+  }
+}
 // Any constant shared by every replica; 0x74696479 spells "tidy".
 const LOCK_KEY = 0x74696479
 

@@ -1,7 +1,8 @@
 /** The shared suites on embedded PGlite, and what is particular to the in-process client. */
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, readdirSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { fileURLToPath } from "node:url"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Layer } from "effect"
@@ -10,6 +11,13 @@ import { pglite } from "./harness.js"
 import { allSuites } from "./suites.js"
 
 allSuites("pglite", pglite)
+
+describe("Migrator.defaultDirectory", () => {
+  it("is the repository's sql/ directory, found from this package's sources", () => {
+    expect(fileURLToPath(Migrator.defaultDirectory())).toBe(fileURLToPath(new URL("../../../sql/", import.meta.url)))
+    expect(readdirSync(Migrator.defaultDirectory()).some((f) => f.startsWith("0001_"))).toBe(true)
+  })
+})
 
 describe("PgliteClient", () => {
   it.live("serialises transactions: concurrent read-modify-write transactions lose no update", () =>

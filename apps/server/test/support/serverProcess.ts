@@ -1,5 +1,5 @@
 /**
- * The real server as a child process (`node apps/server/dist/main.js`), as `Shutdown.test.ts`
+ * The real server as a child process (`node apps/server/dist/bundle/main.js`), as `Shutdown.test.ts`
  * starts it: a temporary data directory with a `tidyllm.yaml`, the environment given (nothing
  * inherited but `PATH`), `PORT=0` and the URL read back from the "listening on" line. Stopped by
  * its PID only.
@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 
-const main = new URL("../../dist/main.js", import.meta.url).pathname
+const main = new URL("../../dist/bundle/main.js", import.meta.url).pathname
 
 /** A started server. */
 export interface ServerProcess {
