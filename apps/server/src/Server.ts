@@ -5,7 +5,6 @@
  */
 import { type IncomingMessage, Server as NodeServer, type ServerResponse } from "node:http"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import * as HttpApiSwagger from "@effect/platform/HttpApiSwagger"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpServer from "@effect/platform/HttpServer"
 import type { ServeError } from "@effect/platform/HttpServerError"
@@ -24,6 +23,7 @@ import { EmbeddingsHttp } from "./embeddings/Http.js"
 import { GatewayHttp } from "./gateway/Http.js"
 import { HealthHttp } from "./health/Http.js"
 import { KeysHttp } from "./keys/Http.js"
+import * as Docs from "./http/Docs.js"
 import { onClientError } from "./http/Errors.js"
 import * as Lane from "./http/Lane.js"
 import { ApiMiddleware } from "./http/Middleware.js"
@@ -55,7 +55,7 @@ export const ApiLive = HttpApiBuilder.api(Api).pipe(Layer.provide([ChatHttp, Emb
 
 /** The routes served on an `HttpServer`. */
 export const HttpLive = HttpApiBuilder.serve().pipe(
-  Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
+  Layer.provide(Docs.layer),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/docs/openapi.json" })),
   Layer.provide(ApiMiddleware),
   Layer.provide(ApiLive)

@@ -15,6 +15,7 @@ import { ApiKeys } from "@tidyllm/corporate-llm"
 import { Api } from "../src/Api.js"
 import * as Auth from "../src/auth/Auth.js"
 import * as Policy from "../src/auth/Policy.js"
+import * as Docs from "../src/http/Docs.js"
 import * as Layers from "../src/Layers.js"
 import * as HttpMetrics from "../src/metrics/HttpMetrics.js"
 import * as Testing from "../src/Testing.js"
@@ -88,7 +89,7 @@ const makeKeys = Effect.gen(function*() {
 layer(ServerLive, { excludeTestServices: true })("auth", (it) => {
   it.effect("every endpoint of the API has a role rule, and the table names no endpoint that does not exist", () =>
     Effect.sync(() => {
-      const templates = HttpMetrics.make(Api, [["GET", "/docs"], ["GET", "/docs/openapi.json"]]).templates
+      const templates = HttpMetrics.make(Api, Docs.routes).templates
       expect([...templates].sort()).toEqual(Object.keys(Policy.rules).sort())
     }))
 

@@ -280,7 +280,20 @@ layer(ServerLive, { excludeTestServices: true, timeout: "120 seconds" })("server
         const url = yield* Testing.ServerUrl
         const docs = yield* request(url, "/docs")
         expect(docs.status).toBe(200)
-        expect(docs.text).toContain("swagger-ui")
+        expect(docs.headers.get("content-type")).toContain("text/html")
+        expect(docs.text).toContain("TidyLLM")
+        // The page loads Swagger UI from the server and the contract from /docs/openapi.json.
+        expect(docs.text).toContain(`src="/docs/swagger-ui-bundle.js"`)
+        expect(docs.text).toContain(`href="/docs/swagger-ui.css"`)
+        expect(docs.text).toContain(`url: "/docs/openapi.json"`)
+        const script = yield* request(url, "/docs/swagger-ui-bundle.js")
+        expect(script.status).toBe(200)
+        expect(script.headers.get("content-type")).toContain("javascript")
+        expect(script.text).toContain("SwaggerUIBundle")
+        const css = yield* request(url, "/docs/swagger-ui.css")
+        expect(css.status).toBe(200)
+        expect(css.headers.get("content-type")).toContain("text/css")
+        expect(css.text).toContain(".swagger-ui")
         const spec = yield* request(url, "/docs/openapi.json")
         const paths = Schema.decodeUnknownSync(Schema.Struct({ openapi: Schema.String, paths: Schema.Record({ key: Schema.String, value: Schema.Unknown }) }))(spec.json).paths
         expect(Object.keys(paths)).toEqual(expect.arrayContaining(["/v1/chat/completions", "/v1/llm", "/v1/ai", "/v1/models", "/health", "/health/live", "/health/ready"]))

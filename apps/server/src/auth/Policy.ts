@@ -47,7 +47,9 @@ export const rules: Readonly<Record<string, Rule>> = {
   "GET /health/ready": "public",
   "GET /metrics": "public",
   "GET /docs": "public",
-  "GET /docs/openapi.json": "public"
+  "GET /docs/openapi.json": "public",
+  "GET /docs/swagger-ui-bundle.js": "public",
+  "GET /docs/swagger-ui.css": "public"
 }
 
 /** The rule of a route (`other` and unlisted routes: authenticated, no role check — they answer 404). */

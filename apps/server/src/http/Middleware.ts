@@ -15,6 +15,7 @@ import { Api } from "../Api.js"
 import * as Auth from "../auth/Auth.js"
 import type { Principal, Unauthorized } from "../auth/Auth.js"
 import * as Policy from "../auth/Policy.js"
+import * as Docs from "./Docs.js"
 import { AppConfig } from "../Layers.js"
 import * as HttpMetrics from "../metrics/HttpMetrics.js"
 import { errorResponse, InternalError, NotFound } from "./Errors.js"
@@ -37,7 +38,7 @@ const failureResponse = (cause: Cause.Cause<unknown>, request: HttpServerRequest
 }
 
 /** The route templates the HTTP metrics label requests with: the API's endpoints and the docs. */
-export const routes = HttpMetrics.make(Api, [["GET", "/docs"], ["GET", "/docs/openapi.json"]])
+export const routes = HttpMetrics.make(Api, Docs.routes)
 
 /** The 403 of a key whose role the route does not allow. */
 const forbidden = (principal: Principal, method: string, template: string, rule: Policy.Rule | undefined) =>
