@@ -322,18 +322,21 @@ layer(Server, { excludeTestServices: true, timeout: "60 seconds" })("faults unde
       expect(results.filter((r) => r.status !== 200 && !timedOut(books, r)).map((r) => r.id)).toEqual([])
     }))
 
-  it.effect("429 storm on every request: retried, then 502 all_backends_failed (kinds throttled); nothing lost", () =>
+  it.effect("429 storm on every request: retried, then 429 all_backends_failed with the upstream's Retry-After; nothing lost", () =>
     Effect.gen(function*() {
       const { results } = yield* runPlan({
         fault: "429-storm", n: 100, concurrency: 16, spec: chat("429-storm", false, tagged),
         modes: [[20, { kind: "status", status: 429, retryAfterSeconds: 1 }], [75, { kind: "ok" }]]
       })
-      expect(count(results, 502)).toBeGreaterThan(10)
+      const throttled = results.filter((r) => r.status === 429)
+      expect(throttled.length).toBeGreaterThan(10)
       expect(count(results, 200)).toBeGreaterThan(20)
-      expect(count(results, 200) + count(results, 502)).toBe(results.length)
+      expect(count(results, 200) + throttled.length).toBe(results.length)
+      // Every backend throttled: the client is told to come back when the upstream said it may.
+      expect(new Set(throttled.map((r) => `${r.errorType} ${r.retryAfter}`))).toEqual(new Set(["all_backends_failed 1"]))
     }))
 
-  it.effect("429 on half the requests: most are saved by a retry; the rest are 502; nothing lost", () =>
+  it.effect("429 on half the requests: most are saved by a retry; the rest are 429 with Retry-After; nothing lost", () =>
     Effect.gen(function*() {
       const { results, books } = yield* runPlan({
         fault: "429-half", n: 60, concurrency: 16, spec: chat("429-half", false, tagged),
@@ -341,7 +344,9 @@ layer(Server, { excludeTestServices: true, timeout: "60 seconds" })("faults unde
       })
       expect(books.upstreamAttempts).toBeGreaterThan(results.length)
       expect(count(results, 200)).toBeGreaterThan(results.length / 2)
-      expect(count(results, 200) + count(results, 502)).toBe(results.length)
+      expect(count(results, 200) + count(results, 429)).toBe(results.length)
+      // The stub's default `retry-after: 1`.
+      expect(results.filter((r) => r.status === 429).every((r) => r.retryAfter === "1")).toBe(true)
     }))
 
   it.effect("429 storm with a healthy fallback backend: every request answered 200 (failover); nothing lost", () =>
@@ -368,6 +373,7 @@ layer(Server, { excludeTestServices: true, timeout: "60 seconds" })("faults unde
         modes: [[12, { kind: "status", status: 500 }], [30, { kind: "status", status: 503 }], [48, { kind: "ok" }]]
       })
       expect(count(results, 502)).toBeGreaterThan(15)
+      expect(results.filter((r) => r.status === 502).every((r) => r.retryAfter === undefined)).toBe(true)
       expect(count(results, 200) + count(results, 502)).toBe(results.length)
     }))
 

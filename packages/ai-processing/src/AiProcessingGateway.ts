@@ -109,7 +109,12 @@ export const cacheKey = (backends: ReadonlyArray<string>, model: string, request
 const failsOver = (e: Errors.GatewayError): boolean =>
   e._tag === "ProviderError" || (e._tag === "UnknownModel" && e.provider !== undefined) || (e._tag === "InvalidRequest" && e.field === "provider")
 
-const describe = (e: Errors.GatewayError) => ({ error_type: e.type, message: e.message, ...(e._tag === "ProviderError" ? { kind: e.kind } : {}) })
+const describe = (e: Errors.GatewayError) => ({
+  error_type: e.type,
+  message: e.message,
+  ...(e._tag === "ProviderError" ? { kind: e.kind } : {}),
+  ...(e._tag === "ProviderError" && e.retry_after_ms !== undefined ? { retry_after_ms: e.retry_after_ms } : {})
+})
 
 /**
  * Provider failures that say the backend is unwell and count towards opening its breaker. Not

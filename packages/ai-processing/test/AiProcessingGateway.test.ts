@@ -104,6 +104,14 @@ describe("AiProcessingGateway", () => {
       const response = yield* other.gateway.process(req, ctx())
       expect(response.metadata).toMatchObject({ backend_used: "p2", attempts: 2 })
       expect(yield* Ref.get(q1.calls)).toBe(1)
+
+      // Every backend throttling: 429, with the soonest wait any of them asked for.
+      const r1 = yield* scripted("p1", () => Effect.fail(throttled(120_000)))
+      const r2 = yield* scripted("p2", () => Effect.fail(new Errors.ProviderError({ message: "slow down", provider: "p2", model: "claude-3-haiku", kind: "throttled", retryable: true, retry_after_ms: 45_000 })))
+      const busy = yield* make([r1.provider, r2.provider], { fallback_backends: ["p2"], timeout_seconds: 30 })
+      const error = yield* Effect.flip(busy.gateway.process(req, ctx()))
+      expect(error).toMatchObject({ _tag: "AllBackendsFailed", status: 429, retry_after_seconds: 45 })
+      if (error._tag === "AllBackendsFailed") expect(error.attempts.map((a) => a.retry_after_ms)).toEqual([120_000, 45_000])
     }))
 
   it.effect("a validation error is not retried; the fallback backend answers and backend_used says so", () =>

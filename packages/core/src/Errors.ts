@@ -113,7 +113,9 @@ export const AttemptFailure = Schema.Struct({
   attempt: Schema.Int,
   error_type: Schema.String,
   kind: Schema.optional(Schema.String),
-  message: Schema.String
+  message: Schema.String,
+  /** The wait the upstream asked for (its `Retry-After`), in ms. */
+  retry_after_ms: Schema.optional(Schema.Number)
 })
 export type AttemptFailure = typeof AttemptFailure.Type
 
@@ -123,8 +125,25 @@ export class AllBackendsFailed extends Schema.TaggedError<AllBackendsFailed>()("
   attempts: Schema.Array(AttemptFailure)
 }) {
   get type() { return "all_backends_failed" as const }
-  /** 504 when every attempt timed out (the upstreams are slow, not broken), else 502. */
-  get status() { return this.attempts.length > 0 && this.attempts.every((a) => a.kind === "timeout") ? 504 : 502 }
+  /**
+   * 504 when every attempt timed out (the upstreams are slow, not broken); 429 when every attempt
+   * was throttled (the upstreams are up but over their quota: the client should come back later,
+   * `retry_after_seconds`); else 502.
+   */
+  get status() {
+    if (this.attempts.length === 0) return 502
+    if (this.attempts.every((a) => a.kind === "timeout")) return 504
+    return this.attempts.every((a) => a.kind === "throttled") ? 429 : 502
+  }
+  /**
+   * With status 429: the whole seconds until the soonest wait an upstream asked for is over (at
+   * least 1; 1 when none asked). Undefined otherwise.
+   */
+  get retry_after_seconds(): number | undefined {
+    if (this.status !== 429) return undefined
+    const asked = this.attempts.flatMap((a) => (a.retry_after_ms === undefined ? [] : [a.retry_after_ms]))
+    return asked.length === 0 ? 1 : Math.max(1, Math.ceil(Math.min(...asked) / 1000))
+  }
 }
 
 /** The audit log (or another store the request cannot go on without) is unreachable: fail closed. */

@@ -74,11 +74,14 @@ export const errorBody = (e: ApiFailure, requestId: string): { readonly error: R
 const noHeaders: Readonly<Record<string, string>> = {}
 
 /**
- * The headers an error's response carries besides its body: when to come back from a rate limit
- * (OpenAI clients honour Retry-After), the scheme to authenticate with after a 401.
+ * The headers an error's response carries besides its body: when to come back from a rate limit,
+ * ours or every upstream's (OpenAI clients honour Retry-After), the scheme to authenticate with
+ * after a 401.
  */
 export const errorHeaders = (e: ApiFailure): Readonly<Record<string, string>> =>
   e._tag === "RateLimited"
+    ? { "retry-after": String(e.retry_after_seconds) }
+    : e._tag === "AllBackendsFailed" && e.retry_after_seconds !== undefined
     ? { "retry-after": String(e.retry_after_seconds) }
     : e._tag === "Unauthorized"
     ? { "www-authenticate": `Bearer realm="tidyllm", error="invalid_token"` }

@@ -173,8 +173,8 @@ export const account = (
       if (lastRow.output_tokens === 0) say(wrong, "a cut stream's row should count the delivered tokens")
     } else {
       // Every attempt failed: all_backends_failed listing each attempt with its kind; 504 when
-      // every attempt timed out, else 502.
-      const status = mine.every((row) => fateOf(row) === "timeout") ? 504 : 502
+      // every attempt timed out, 429 when every attempt was throttled, else 502.
+      const status = mine.every((row) => fateOf(row) === "timeout") ? 504 : mine.every((row) => fateOf(row) === "throttled") ? 429 : 502
       if (r.status !== status || r.errorType !== "all_backends_failed") say(wrong, `want ${status} all_backends_failed, got ${r.status} ${r.errorType ?? ""}`)
       const listed = isRecord(r.json) && isRecord(r.json.error) && Array.isArray(r.json.error.attempts) ? r.json.error.attempts : []
       const kinds = listed.map((x) => (isRecord(x) ? x.kind : undefined))

@@ -10,6 +10,8 @@ export interface Result {
   readonly id: string
   /** HTTP status; 0 when no answer came (connection failed or client timeout). */
   readonly status: number
+  /** The answer's `Retry-After` header, when it had one. */
+  readonly retryAfter?: string | undefined
   readonly latencyMs: number
   /** The JSON body (non-stream answers and every error answer). */
   readonly json?: unknown
@@ -91,6 +93,7 @@ export const send = async (base: string, index: number, id: string, spec: Reques
     const meta = isRecord(json) ? (isRecord(json.tidyllm) ? json.tidyllm : isRecord(json.metadata) ? json.metadata : undefined) : undefined
     return {
       index, id, status: response.status, latencyMs: elapsed(), json,
+      retryAfter: response.headers.get("retry-after") ?? undefined,
       errorType: error !== undefined && typeof error.type === "string" ? error.type : undefined,
       text, meta: meta as Result["meta"]
     }
