@@ -123,10 +123,10 @@ const pieces = {
   "provider.complete": () => provider.complete({ model, model_id: "gpt-4o-mini", messages, max_tokens: 64 }),
   "gw1.process": () => gw1.process(request, { ...context(), attempt: 1, timeout_ms: 30_000 }),
   "gw2.process": () => gw2.process(request, context()),
-  "handler (makeServe)": () => Effect.scoped(serve(incoming(), context())),
+  "handler (makeServe)": () => serve(incoming(), context()),
   "gw2.processStream (whole)": () => Stream.runDrain(gw2.processStream(request, context())),
   "gw2.openStream (first pull)": () => Effect.scoped(Effect.flatMap(gw2.openStream(request, context()), (pull) => pull)),
-  "handler stream (whole)": () => Effect.scoped(Effect.flatMap(serve(incomingStream(), context()), (a) => Stream.runDrain(Sse.toStream(a.events)))),
+  "handler stream (whole)": () => Effect.scoped(Effect.flatMap(serve(incomingStream(), context()), (a) => Effect.flatMap(a.open, (events) => Stream.runDrain(Sse.toStream(events))))),
   "bedrock: provider.complete": () => bedrockProvider.complete({ model: bedrockModel, model_id: "anthropic.claude-bench-v1:0", messages, max_tokens: 64 }),
   "bedrock: gw1.process": () => gw1.process(bedrockRequest, { ...context(), attempt: 1, timeout_ms: 30_000 }),
   "bedrock: gw1 stream (whole)": () => Stream.runDrain(gw1.processStream(bedrockRequest, { ...context(), attempt: 1, timeout_ms: 30_000 }))
@@ -347,7 +347,7 @@ if (process.argv.includes("--first")) {
     await firstEvent("gw1.processStream", () => gw1.processStream(request, { ...context(), attempt: 1, timeout_ms: 30_000 }))
     await firstEvent("gw1.processStream, no timeout", () => gw1.processStream(request, { ...context(), attempt: 1 }))
     await firstEvent("gw2.processStream", () => gw2.processStream(request, context()))
-    await firstEvent("handler (makeServe), SSE", () => Stream.unwrapScoped(Effect.map(serve(incomingStream(), context()), (a) => Sse.toStream(a.events))))
+    await firstEvent("handler (makeServe), SSE", () => Stream.unwrapScoped(Effect.flatMap(serve(incomingStream(), context()), (a) => Effect.map(a.open, Sse.toStream))))
     await pool.close()
   } finally {
     await finish()

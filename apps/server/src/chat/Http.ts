@@ -20,16 +20,21 @@ import * as Sse from "./Sse.js"
 
 const decodeRequest = decoder(ChatCompletionRequest)
 
-/** The answer to a chat completion: one JSON document, or server-sent events. */
+/**
+ * The answer to a chat completion: one JSON document, or server-sent events. A stream is opened
+ * by `open`, in the scope it is given, which must stay open until its events are sent; it fails
+ * (with the HTTP status of the error) if the request is refused before its first event.
+ */
 export type Answer =
   | { readonly _tag: "Json"; readonly body: unknown }
-  | { readonly _tag: "Events"; readonly events: Sse.Events }
+  | { readonly _tag: "Stream"; readonly open: Effect.Effect<Sse.Events, ApiFailure, Scope.Scope> }
 
 /**
- * Serves one chat completion: reads the body of `request`, runs it through gateway #2, and answers.
- * A stream's upstream call lives in the scope, which must stay open until its events are sent.
+ * Serves one chat completion: reads the body of `request`, checks it, and runs it through gateway
+ * #2 (a stream: once it is opened). Needs no scope: only a stream does, and only the caller knows
+ * how long it must live (a scope per request costs ~40 Effect operations, docs/performance.md).
  */
-export type Serve = (request: IncomingMessage, context: LlmRequest.CallContext) => Effect.Effect<Answer, ApiFailure, Scope.Scope>
+export type Serve = (request: IncomingMessage, context: LlmRequest.CallContext) => Effect.Effect<Answer, ApiFailure>
 
 /**
  * The chat completion as both the `HttpApi` handler and the server's fast lane serve it. A request
@@ -53,7 +58,7 @@ export const makeServe = Effect.gen(function*() {
    * a request refused by policy, budget or every backend still gets its HTTP status; an error
    * after that is sent as an `error` event (and no `[DONE]`).
    */
-  const stream = (request: LlmRequest.AIRequest, context: LlmRequest.CallContext, includeUsage: boolean) =>
+  const stream = (request: LlmRequest.AIRequest, context: LlmRequest.CallContext, includeUsage: boolean): Effect.Effect<Sse.Events, ApiFailure, Scope.Scope> =>
     Effect.gen(function*() {
       const pull = yield* gateway.openStream(request, context)
       const first = yield* pull.pipe(
@@ -65,7 +70,7 @@ export const makeServe = Effect.gen(function*() {
         model: Option.match(catalog.resolve(request.model ?? ""), { onNone: () => request.model ?? "", onSome: (m) => m.id }),
         includeUsage
       }
-      return { _tag: "Events", events: { header, first, pull, requestId: context.request_id } } satisfies Answer
+      return { header, first, pull, requestId: context.request_id } satisfies Sse.Events
     })
 
   // Plain steps rather than a generator: this runs for every request (docs/performance.md).
@@ -77,7 +82,7 @@ export const makeServe = Effect.gen(function*() {
       const request = Convert.toAiRequest(body.right)
       if (Either.isLeft(request)) return audited(gw1, context, json)(request.left)
       return body.right.stream === true
-        ? stream(request.right, context, body.right.stream_options?.include_usage === true)
+        ? Effect.succeed<Answer>({ _tag: "Stream", open: stream(request.right, context, body.right.stream_options?.include_usage === true) })
         : complete(request.right, context)
     })
   return serve
@@ -91,10 +96,11 @@ export const ChatHttp = HttpApiBuilder.group(Api, "chat", (handlers) =>
       Effect.flatMap(FiberRef.get(currentRequestId), (requestId) =>
         callContext(request, requestId).pipe(
           Effect.flatMap((context) => serve(NodeHttpServerRequest.toIncomingMessage(request), context)),
-          Effect.map((answer) =>
+          // A stream lives in the request's scope (the platform's, open until the response is sent).
+          Effect.flatMap((answer) =>
             answer._tag === "Json"
-              ? HttpServerResponse.unsafeJson(answer.body)
-              : HttpServerResponse.stream(Sse.toStream(answer.events), { contentType: "text/event-stream", headers: Sse.headers })
+              ? Effect.succeed(HttpServerResponse.unsafeJson(answer.body))
+              : Effect.map(answer.open, (events) => HttpServerResponse.stream(Sse.toStream(events), { contentType: "text/event-stream", headers: Sse.headers }))
           ),
           Effect.catchAll((e: ApiFailure) => Effect.succeed(errorResponse(e, requestId)))
         )))
