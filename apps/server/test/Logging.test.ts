@@ -9,7 +9,11 @@ import { join } from "node:path"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { Effect, HashMap, Layer, List, Logger } from "effect"
 import { vi } from "vitest"
+import { Api } from "../src/Api.js"
+import type { Principal } from "../src/auth/Auth.js"
+import { accessLine } from "../src/http/Middleware.js"
 import * as Layers from "../src/Layers.js"
+import * as HttpMetrics from "../src/metrics/HttpMetrics.js"
 import * as Logging from "../src/observability/Logging.js"
 import * as Testing from "../src/Testing.js"
 
@@ -89,6 +93,30 @@ describe("log format and level", () => {
       const line = JSON.parse(printed[0]!) as { message: string; logLevel: string; annotations: Record<string, unknown>; timestamp: string }
       expect(line).toMatchObject({ message: "shown", logLevel: "WARN", annotations: { request_id: "r-1" } })
       expect(Number.isNaN(Date.parse(line.timestamp))).toBe(false)
+    }))
+
+  it.effect("the access line: the request's fields and the fiber's annotations, at info (none below log_level)", () =>
+    Effect.gen(function*() {
+      const printed: Array<string> = []
+      const spy = vi.spyOn(globalThis.console, "log").mockImplementation((...args: Array<unknown>) => { printed.push(args.map(String).join(" ")) })
+      const route = HttpMetrics.make(Api).match("POST", "/v1/chat/completions")
+      const principal = { role: "user", open: false, caller: { key_id: "k-1", team: "risk", user_id: "ann" } } as unknown as Principal
+      const line = accessLine("POST", "/v1/chat/completions?x=1", route, 200, 0.0123456, { seconds: 0.004, calls: 1 }, principal).pipe(
+        Effect.annotateLogs("request_id", "r-9")
+      )
+      const at = (level: "info" | "warning") => Logging.layer({ log_format: "json", log_level: level, access_log: true, service_name: "t", trace_sample_ratio: 1 })
+      yield* line.pipe(Effect.provide(at("warning")))
+      yield* line.pipe(Effect.provide(at("info")))
+      yield* accessLine("GET", "/health", HttpMetrics.make(Api).match("GET", "/health"), 200, 0.001, { seconds: 0, calls: 0 }, undefined).pipe(Effect.provide(at("info")))
+      spy.mockRestore()
+      expect(printed).toHaveLength(2)
+      const [chat, health] = printed.map((p) => JSON.parse(p) as { message: string; logLevel: string; annotations: Record<string, unknown> })
+      expect(chat).toMatchObject({ message: "http request", logLevel: "INFO" })
+      expect(chat?.annotations).toEqual({
+        request_id: "r-9", method: "POST", route: "/v1/chat/completions", path: "/v1/chat/completions", status: 200,
+        duration_ms: 12.346, upstream_ms: 4, key_id: "k-1", team: "risk", user: "ann", role: "user"
+      })
+      expect(health?.annotations).toEqual({ method: "GET", route: "/health", path: "/health", status: 200, duration_ms: 1 })
     }))
 
   it.effect("in place of the pretty logger NodeRuntime.runMain installs: each line once", () =>
