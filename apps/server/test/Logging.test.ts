@@ -78,11 +78,18 @@ layer(ServerLive, { excludeTestServices: true })("access log", (it) => {
     }))
 })
 
+/** Collects the lines written to stdout (where the server's loggers write) until restored. */
+const captureStdout = (printed: Array<string>) =>
+  vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
+    printed.push(...String(chunk).split("\n").filter((l) => l !== ""))
+    return true
+  })
+
 describe("log format and level", () => {
   it.effect("json: one JSON object a line with level and annotations; below log_level nothing", () =>
     Effect.gen(function*() {
       const printed: Array<string> = []
-      const spy = vi.spyOn(globalThis.console, "log").mockImplementation((...args: Array<unknown>) => { printed.push(args.map(String).join(" ")) })
+      const spy = captureStdout(printed)
       yield* Effect.gen(function*() {
         yield* Effect.logDebug("too fine")
         yield* Effect.logInfo("not shown at warning")
@@ -98,7 +105,7 @@ describe("log format and level", () => {
   it.effect("the access line: the request's fields and the fiber's annotations, at info (none below log_level)", () =>
     Effect.gen(function*() {
       const printed: Array<string> = []
-      const spy = vi.spyOn(globalThis.console, "log").mockImplementation((...args: Array<unknown>) => { printed.push(args.map(String).join(" ")) })
+      const spy = captureStdout(printed)
       const route = HttpMetrics.make(Api).match("POST", "/v1/chat/completions")
       const principal = { role: "user", open: false, caller: { key_id: "k-1", team: "risk", user_id: "ann" } } as unknown as Principal
       const line = accessLine("POST", "/v1/chat/completions?x=1", route, 200, 0.0123456, { seconds: 0.004, calls: 1 }, principal).pipe(
@@ -122,7 +129,7 @@ describe("log format and level", () => {
   it.effect("in place of the pretty logger NodeRuntime.runMain installs: each line once", () =>
     Effect.gen(function*() {
       const printed: Array<string> = []
-      const spy = vi.spyOn(globalThis.console, "log").mockImplementation((...args: Array<unknown>) => { printed.push(args.map(String).join(" ")) })
+      const spy = captureStdout(printed)
       yield* Effect.logInfo("once").pipe(
         Effect.provide(Logging.layer({ log_format: "json", log_level: "info", access_log: true, service_name: "t", trace_sample_ratio: 1 })),
         // What runMain does: the default logger swapped for the pretty one.
@@ -136,7 +143,7 @@ describe("log format and level", () => {
   it.effect("text: logfmt lines", () =>
     Effect.gen(function*() {
       const printed: Array<string> = []
-      const spy = vi.spyOn(globalThis.console, "log").mockImplementation((...args: Array<unknown>) => { printed.push(args.map(String).join(" ")) })
+      const spy = captureStdout(printed)
       yield* Effect.logInfo("hello").pipe(Effect.annotateLogs("route", "/v1/llm"), Effect.provide(Logging.layer({ log_format: "text", log_level: "info", access_log: true, service_name: "t", trace_sample_ratio: 1 })))
       spy.mockRestore()
       expect(printed).toHaveLength(1)

@@ -56,11 +56,20 @@ export interface Service {
 /** The budget ledger in use. */
 export class BudgetLedger extends Context.Tag("@tidyllm/corporate-llm/BudgetLedger")<BudgetLedger, Service>() {}
 
+const DAY_MS = 86_400_000
+let memo = { from: 0, until: 0, day: "", month: "" }
+
 /** The start (UTC, `YYYY-MM-DD`) of the period containing `now`. */
 export const periodStart = (period: "day" | "month", now: number): string => {
-  const iso = new Date(now).toISOString()
-  return period === "day" ? iso.slice(0, 10) : `${iso.slice(0, 7)}-01`
+  // Asked for each scope of every request: the last UTC day's answers are kept.
+  if (!(now >= memo.from && now < memo.until)) {
+    const iso = new Date(now).toISOString()
+    const from = Date.UTC(Number(iso.slice(0, 4)), Number(iso.slice(5, 7)) - 1, Number(iso.slice(8, 10)))
+    memo = { from, until: from + DAY_MS, day: iso.slice(0, 10), month: `${iso.slice(0, 7)}-01` }
+  }
+  return period === "day" ? memo.day : memo.month
 }
+
 
 /** The message of a refused reservation. */
 export const exceeded = (scope: string, limit: Money.Nanos, spent: Money.Nanos, reserved: Money.Nanos, amount: Money.Nanos) =>
