@@ -65,6 +65,7 @@ const holdsMigrations = (dir: URL): boolean => {
     return false
   }
 }
+
 // Any constant shared by every replica; 0x74696479 spells "tidy".
 const LOCK_KEY = 0x74696479
 
