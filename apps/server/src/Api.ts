@@ -13,6 +13,9 @@ import { MetricsApi } from "./metrics/Api.js"
 import { ModelsApi } from "./models/Api.js"
 import { WorkflowsApi } from "./workflows/Api.js"
 
+/** The API's title (OpenAPI `info.title`, and the `/docs` page's). */
+export const title = "TidyLLM Gateway"
+
 /** The TidyLLM Gateway API. */
 export class Api extends HttpApi.make("tidyllm")
   .add(ChatApi)
@@ -26,5 +29,5 @@ export class Api extends HttpApi.make("tidyllm")
   .add(KeysApi)
   .add(HealthApi)
   .add(MetricsApi)
-  .annotate(OpenApi.Title, "TidyLLM Gateway")
+  .annotate(OpenApi.Title, title)
   .annotate(OpenApi.Description, "A corporate LLM gateway: OpenAI-compatible chat completions plus the native gateway API. Authentication: `Authorization: Bearer <API key>`; the key carries the team and the role (user, approver, compliance, admin), and `x-tidyllm-user` may name the end user. A server running open on 127.0.0.1 (no keys) takes `x-tidyllm-user`, `x-tidyllm-team` and `x-tidyllm-role` as given. Every model call needs a reason.") {}
