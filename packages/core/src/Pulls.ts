@@ -7,8 +7,8 @@
  * it with a plain function, and a `Stream` is made once, where one is asked for
  * ({@link toStream}).
  */
-import { Chunk, Effect, FiberRef, Option, Stream, Tracer } from "effect"
-import type { Scope } from "effect"
+import { Chunk, Effect, FiberRef, Option, Scope, Stream, Tracer } from "effect"
+import type { Exit } from "effect"
 import * as Deadline from "./Deadline.js"
 
 /** The next chunk of an opened stream; fails with `None` at its end, `Some(e)` on a failure. */
@@ -74,3 +74,14 @@ export const keepSpan: Effect.Effect<<A, E, R>(self: Effect.Effect<A, E, R>) => 
   Effect.serviceOption(Tracer.ParentSpan),
   (parent) => <A, E, R>(self: Effect.Effect<A, E, R>) => (Option.isNone(parent) ? self : Effect.withParentSpan(self, parent.value))
 )
+
+/**
+ * Adds a finalizer to the opening's scope, run as the scope closes, with the fiber refs of the
+ * fiber that closes it. `Effect.addFinalizer` (and `Effect.acquireRelease`) would put back the
+ * fiber refs of the moment it was added, at the price of two diffs and two patches of all of them
+ * (the context included) as it runs: the largest share of a stream's allocations after the run
+ * loop's own (docs/performance.md). What a finalizer needs from its opening is captured instead:
+ * its span with {@link keepSpan}, its values in its closure.
+ */
+export const addFinalizer = (finalizer: (exit: Exit.Exit<unknown, unknown>) => Effect.Effect<unknown>): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.flatMap(Effect.scope, (scope) => Scope.addFinalizerExit(scope, finalizer))

@@ -32,7 +32,7 @@ import {
 } from "./internal/errors.js"
 import { retryAfterField, retryAfterMs } from "./internal/retryAfter.js"
 import { clientSpan } from "./internal/spans.js"
-import { iteratorPull, timedPromise, TimedOut, within } from "./internal/timed.js"
+import { abandoned, iteratorPull, timedPromise, TimedOut, within } from "./internal/timed.js"
 
 /** Adapter options the app decides. */
 export interface Options {
@@ -432,7 +432,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         // body's socket, so a consumer that stops (or is interrupted) stops the generation.
         const controller = yield* Effect.acquireRelease(
           Effect.sync(() => new AbortController()),
-          (controller) => Effect.sync(() => controller.abort())
+          (controller) => Effect.sync(() => controller.abort(abandoned))
         )
         // The call's timeout, with a plain timer per wait: for the response to start, then for each event.
         const ms = call.timeout_ms

@@ -25,7 +25,7 @@ import * as LlmProvider from "@tidyllm/corporate-llm/LlmProvider"
 import { Effect, Either, Option, Predicate, Redacted, Schema, type Scope } from "effect"
 import { connectionCodes, connectionMessage, kindByStatus, scrubber, scrubError, stringProperty } from "./internal/errors.js"
 import { clientSpan } from "./internal/spans.js"
-import { iteratorPull, timedPromise, TimedOut, within } from "./internal/timed.js"
+import { abandoned, iteratorPull, timedPromise, TimedOut, within } from "./internal/timed.js"
 
 /** Adapter options the app decides. */
 export interface Options {
@@ -508,7 +508,7 @@ export const make = (
         // resets the HTTP/2 stream, so an interrupted consumer stops the upstream generation.
         const controller = yield* Effect.acquireRelease(
           Effect.sync(() => new AbortController()),
-          (controller) => Effect.sync(() => controller.abort())
+          (controller) => Effect.sync(() => controller.abort(abandoned))
         )
         // The call's timeout, with a plain timer per wait: for the response to start, then for each event.
         const ms = call.timeout_ms

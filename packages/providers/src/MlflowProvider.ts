@@ -22,7 +22,7 @@ import {
 } from "./internal/errors.js"
 import { retryAfterField, retryAfterMs } from "./internal/retryAfter.js"
 import { clientSpan } from "./internal/spans.js"
-import { timedPromise, TimedOut, within } from "./internal/timed.js"
+import { abandoned, timedPromise, TimedOut, within } from "./internal/timed.js"
 
 /** Adapter options the app decides. */
 export interface Options {
@@ -369,7 +369,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         // body, so a consumer that stops (or is interrupted) closes the upstream connection.
         const controller = yield* Effect.acquireRelease(
           Effect.sync(() => new AbortController()),
-          (controller) => Effect.sync(() => controller.abort())
+          (controller) => Effect.sync(() => controller.abort(abandoned))
         )
         const response = yield* Effect.tryPromise({
           try: () =>

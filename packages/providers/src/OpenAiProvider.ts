@@ -8,6 +8,7 @@ import { Errors, Pulls, Spans, type LlmRequest, type Usage } from "@tidyllm/core
 import * as LlmProvider from "@tidyllm/corporate-llm/LlmProvider"
 import { Chunk, Effect, Either, Option, Predicate, Redacted, type Scope } from "effect"
 import type { EventSourceMessage } from "eventsource-parser"
+import type { Dispatcher } from "undici"
 import {
   APIConnectionError,
   APIConnectionTimeoutError,
@@ -35,7 +36,7 @@ import {
 } from "./internal/errors.js"
 import { endpoint, headerOf, postJson, postStreaming } from "./internal/jsonPost.js"
 import { retryAfterField, retryAfterMs } from "./internal/retryAfter.js"
-import { timedPromise, TimedOut, within } from "./internal/timed.js"
+import { abandoned, timedPromise, TimedOut, within } from "./internal/timed.js"
 import { eventReader } from "./internal/sse.js"
 import { clientSpan } from "./internal/spans.js"
 
@@ -511,98 +512,118 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
       return data as unknown as OpenAI.ChatCompletionChunk
     }
 
-    const open = (call: LlmProvider.ProviderCall): Pulls.Open<LlmProvider.StreamEvent, Errors.ProviderError> => {
-      const context = contextOf(call.model_id)
-      return Effect.gen(function*() {
-        yield* requireKey(context)
-        const params = yield* paramsOf(call, context)
-        // One controller for the whole exchange: aborting it after the response headers cancels
-        // the body, which closes the connection, so an interrupted consumer stops the generation.
-        const controller = yield* Effect.acquireRelease(
-          Effect.sync(() => new AbortController()),
-          (controller) => Effect.sync(() => controller.abort())
-        )
+    /**
+     * The answer's events, a read of the body per pull (the response has started, 2xx): the text
+     * and tool calls as they come, the finish reason and usage at the end.
+     */
+    const pullOf = (response: Dispatcher.ResponseData, ms: number | undefined, context: ErrorContext, timedOut: () => Errors.ProviderError, bodyEnded: () => void) => {
+      const seen: { finish: string | undefined; usage: Usage.TokenUsage | undefined; done: boolean } = { finish: undefined, usage: undefined, done: false }
+      const reader = eventReader(response.body)
+      /** The events of a read's messages; the body is read on after `[DONE]`, so that its connection can be reused. */
+      const eventsOf = (messages: ReadonlyArray<EventSourceMessage>): Either.Either<Array<LlmProvider.StreamEvent>, Errors.ProviderError> => {
+        try {
+          const events: Array<LlmProvider.StreamEvent> = []
+          for (const message of messages) {
+            if (seen.done) continue
+            const chunk = chunkOf(message)
+            if (chunk === "done") seen.done = true
+            if (chunk === "done" || chunk === undefined) continue
+            events.push(...deltasOf(chunk))
+            seen.finish = seen.finish ?? finishOf(chunk)
+            // Some servers repeat usage on several chunks; the last one counts.
+            if (chunk.usage !== null && chunk.usage !== undefined) seen.usage = toUsage(chunk.usage)
+          }
+          return Either.right(events)
+        } catch (error) {
+          return Either.left(isApiError(error) || (error instanceof Error && error.name === "SyntaxError") ? toProviderError(error, context) : malformed(context, "a chunk is not a chat completion chunk", "stream")(error))
+        }
+      }
+      type Pull = Effect.Effect<Chunk.Chunk<LlmProvider.StreamEvent>, Option.Option<Errors.ProviderError>>
+      const failWith = (error: Errors.ProviderError): Pull => Effect.fail(Option.some(scrub(error)))
+      let over = false
+      /**
+       * The end of the body. One that just stops ends the events quietly (as the client's iterator
+       * does), so the finish reason is what tells a whole answer from a truncated one.
+       */
+      const ending = (): Pull => {
+        over = true
+        if (seen.finish === undefined) {
+          return failWith(new Errors.ProviderError({ message: `${label}: the stream ended before a finish reason (the answer is truncated)`, ...context, kind: "stream", retryable: true }))
+        }
+        return Effect.succeed(Chunk.unsafeFromArray<LlmProvider.StreamEvent>([
+          { _tag: "Finish", finish_reason: seen.finish },
+          ...(seen.usage === undefined ? [] : [{ _tag: "Usage", usage: seen.usage } as const])
+        ]))
+      }
+      /**
+       * One stage for the whole answer (each `Stream` stage costs its own setup and teardown): a
+       * pull reads the body on until a read completes events, and gives them as one chunk.
+       */
+      const pull: Pull = Effect.suspend(() =>
+        over
+          ? Effect.fail(Option.none())
+          : Effect.matchEffect(Effect.tryPromise({ try: () => within(reader.next(), ms), catch: (error) => error }), {
+            onSuccess: (messages) => {
+              if (messages === undefined) {
+                bodyEnded()
+                return ending()
+              }
+              const events = eventsOf(messages)
+              if (Either.isLeft(events)) return failWith(events.left)
+              return events.right.length === 0 ? pull : Effect.succeed(Chunk.unsafeFromArray(events.right))
+            },
+            // Only the `[DONE]` line is missing: the answer is whole. Otherwise the socket's error
+            // ("other side closed") says what broke, this says when.
+            onFailure: (error) =>
+              error instanceof TimedOut
+                ? failWith(timedOut())
+                : seen.finish !== undefined && seen.usage !== undefined
+                ? ending()
+                : failWith(toProviderError(new Error("the stream was cut", { cause: error }), context))
+          })
+      )
+      return pull
+    }
+
+    // Plain steps rather than a generator: a stream's opening is in its time to first byte.
+    const open = (call: LlmProvider.ProviderCall): Pulls.Open<LlmProvider.StreamEvent, Errors.ProviderError> =>
+      Effect.suspend((): Pulls.Open<LlmProvider.StreamEvent, Errors.ProviderError> => {
+        const context = contextOf(call.model_id)
+        if (missingKey) return Effect.fail(keyMissing(context))
+        const params = paramsOf(call, context)
+        if (Either.isLeft(params)) return Effect.fail(params.left)
         // The call's timeout, with a plain timer per wait: for the response to start, then for each read.
         const ms = call.timeout_ms
         const timedOut = () => LlmProvider.timedOut(name, call.model.id, ms ?? 0)
         const failure = (error: unknown) => (error instanceof TimedOut ? timedOut() : toProviderError(error, context))
-        const response = yield* Effect.tryPromise({
-          try: () =>
-            within(postStreaming(target, "/chat/completions", streamHeaders, JSON.stringify({ ...params, stream: true, stream_options: { include_usage: true } }), controller.signal), ms),
+        const body = JSON.stringify({ ...params.right, stream: true, stream_options: { include_usage: true } })
+        // One controller for the whole exchange: aborting it after the response headers cancels the
+        // body, which closes the connection, so an interrupted consumer stops the generation. A body
+        // read to its end needs no abort; one that is not is aborted with a reason made once
+        // (`abandoned`: a bare `abort()` builds a `DOMException` and its stack, ~1 % of a stream's CPU).
+        const controller = new AbortController()
+        let ended = false
+        const aborted = Pulls.addFinalizer(() => Effect.sync(() => ended || controller.abort(abandoned)))
+        const started = Effect.tryPromise({
+          try: () => within(postStreaming(target, "/chat/completions", streamHeaders, body, controller.signal), ms),
           catch: failure
         })
-        if (response.statusCode < 200 || response.statusCode > 299) {
-          const text = yield* Effect.tryPromise({ try: () => within(response.body.text(), ms), catch: failure })
-          return yield* Effect.fail(httpError(response.statusCode, text, context, retryAfterMs(headerOf(response.headers))))
-        }
-        const seen: { finish: string | undefined; usage: Usage.TokenUsage | undefined; done: boolean } = { finish: undefined, usage: undefined, done: false }
-        const reader = eventReader(response.body)
-        /** The events of a read's messages; the body is read on after `[DONE]`, so that its connection can be reused. */
-        const eventsOf = (messages: ReadonlyArray<EventSourceMessage>): Either.Either<Array<LlmProvider.StreamEvent>, Errors.ProviderError> => {
-          try {
-            const events: Array<LlmProvider.StreamEvent> = []
-            for (const message of messages) {
-              if (seen.done) continue
-              const chunk = chunkOf(message)
-              if (chunk === "done") seen.done = true
-              if (chunk === "done" || chunk === undefined) continue
-              events.push(...deltasOf(chunk))
-              seen.finish = seen.finish ?? finishOf(chunk)
-              // Some servers repeat usage on several chunks; the last one counts.
-              if (chunk.usage !== null && chunk.usage !== undefined) seen.usage = toUsage(chunk.usage)
-            }
-            return Either.right(events)
-          } catch (error) {
-            return Either.left(isApiError(error) || (error instanceof Error && error.name === "SyntaxError") ? toProviderError(error, context) : malformed(context, "a chunk is not a chat completion chunk", "stream")(error))
+        return Effect.zipRight(aborted, Effect.flatMap(started, (response) => {
+          if (response.statusCode >= 200 && response.statusCode <= 299) {
+            return Effect.succeed(pullOf(response, ms, context, timedOut, () => {
+              ended = true
+            }))
           }
-        }
-        type Pull = Effect.Effect<Chunk.Chunk<LlmProvider.StreamEvent>, Option.Option<Errors.ProviderError>>
-        const failWith = (error: Errors.ProviderError): Pull => Effect.fail(Option.some(scrub(error)))
-        let over = false
-        /**
-         * The end of the body. One that just stops ends the events quietly (as the client's iterator
-         * does), so the finish reason is what tells a whole answer from a truncated one.
-         */
-        const ending = (): Pull => {
-          over = true
-          if (seen.finish === undefined) {
-            return failWith(new Errors.ProviderError({ message: `${label}: the stream ended before a finish reason (the answer is truncated)`, ...context, kind: "stream", retryable: true }))
-          }
-          return Effect.succeed(Chunk.unsafeFromArray<LlmProvider.StreamEvent>([
-            { _tag: "Finish", finish_reason: seen.finish },
-            ...(seen.usage === undefined ? [] : [{ _tag: "Usage", usage: seen.usage } as const])
-          ]))
-        }
-        /**
-         * One stage for the whole answer (each `Stream` stage costs its own setup and teardown): a
-         * pull reads the body on until a read completes events, and gives them as one chunk.
-         */
-        const pull: Pull = Effect.suspend(() =>
-          over
-            ? Effect.fail(Option.none())
-            : Effect.matchEffect(Effect.tryPromise({ try: () => within(reader.next(), ms), catch: (error) => error }), {
-              onSuccess: (messages) => {
-                if (messages === undefined) return ending()
-                const events = eventsOf(messages)
-                if (Either.isLeft(events)) return failWith(events.left)
-                return events.right.length === 0 ? pull : Effect.succeed(Chunk.unsafeFromArray(events.right))
-              },
-              // Only the `[DONE]` line is missing: the answer is whole. Otherwise the socket's error
-              // ("other side closed") says what broke, this says when.
-              onFailure: (error) =>
-                error instanceof TimedOut
-                  ? failWith(timedOut())
-                  : seen.finish !== undefined && seen.usage !== undefined
-                  ? ending()
-                  : failWith(toProviderError(new Error("the stream was cut", { cause: error }), context))
-            })
-        )
-        return pull
+          return Effect.flatMap(
+            Effect.tryPromise({ try: () => within(response.body.text(), ms), catch: failure }),
+            (text) => Effect.fail(httpError(response.statusCode, text, context, retryAfterMs(headerOf(response.headers))))
+          )
+        }))
       }).pipe(
         Effect.mapError(scrub),
         Pulls.span("OpenAiProvider.stream", { ...chatSpan, attributes: { ...chatSpan.attributes, provider: name, model: call.model_id, "gen_ai.request.model": call.model_id } })
       )
-    }
+
     const stream = (call: LlmProvider.ProviderCall) => Pulls.toStream(open(call))
 
     const embed = Effect.fn("OpenAiProvider.embed", clientSpan(system, "embeddings", options.baseUrl))(function*(call: LlmProvider.EmbedCall) {

@@ -7,6 +7,15 @@
 import { Pulls } from "@tidyllm/core"
 import { Chunk, Effect, Either } from "effect"
 
+/**
+ * The reason an exchange is aborted with when its fiber or its stream's scope no longer wants it:
+ * made once, since a bare `abort()` builds a `DOMException` with its stack every time.
+ */
+export const abandoned = new Error("the exchange was abandoned: its caller was interrupted or its stream closed")
+
+/** Why an exchange is aborted on its timeout (the caller fails with its own time-out error). */
+const expired = new Error("the exchange timed out")
+
 export const timedPromise = <A, E>(
   run: (signal: AbortSignal) => Promise<A>,
   ms: number | undefined,
@@ -26,7 +35,7 @@ export const timedPromise = <A, E>(
     if (ms !== undefined) {
       timer = setTimeout(() => {
         settle(Effect.fail(onTimeout()))
-        controller.abort()
+        controller.abort(expired)
       }, ms)
     }
     try {
@@ -37,7 +46,7 @@ export const timedPromise = <A, E>(
     return Effect.sync(() => {
       settled = true
       if (timer !== undefined) clearTimeout(timer)
-      controller.abort()
+      controller.abort(abandoned)
     })
   })
 
