@@ -125,7 +125,14 @@ const pieces = {
   "gw2.process": () => gw2.process(request, context()),
   "handler (makeServe)": () => serve(incoming(), context()),
   "gw2.processStream (whole)": () => Stream.runDrain(gw2.processStream(request, context())),
+  "gw1.openStream (first pull)": () => Effect.scoped(Effect.flatMap(gw1.openStream(request, { ...context(), attempt: 1, timeout_ms: 30_000 }), (pull) => pull)),
   "gw2.openStream (first pull)": () => Effect.scoped(Effect.flatMap(gw2.openStream(request, context()), (pull) => pull)),
+  // The answer's bytes pulled as the fast lane pulls them (no \`Stream\` stage).
+  "handler stream (as the lane)": () => Effect.scoped(Effect.flatMap(serve(incomingStream(), context()), (a) => Effect.flatMap(a.open, (events) => {
+    const next = Sse.bytes(events)
+    const loop = Effect.matchEffect(next, { onFailure: () => Effect.void, onSuccess: () => loop })
+    return loop
+  }))),
   "handler stream (whole)": () => Effect.scoped(Effect.flatMap(serve(incomingStream(), context()), (a) => Effect.flatMap(a.open, (events) => Stream.runDrain(Sse.toStream(events))))),
   "bedrock: provider.complete": () => bedrockProvider.complete({ model: bedrockModel, model_id: "anthropic.claude-bench-v1:0", messages, max_tokens: 64 }),
   "bedrock: gw1.process": () => gw1.process(bedrockRequest, { ...context(), attempt: 1, timeout_ms: 30_000 }),
@@ -133,7 +140,7 @@ const pieces = {
 }
 
 // A piece named on the command line that does not exist: say which do, and clean up.
-const named = ["trace", "leak", "alloc"].map((k) => arg(k)).concat(arg("lat")?.split(",") ?? [], only ?? []).filter((n) => n !== undefined)
+const named = ["trace", "leak", "alloc", "seq"].map((k) => arg(k)).concat(arg("lat")?.split(",") ?? [], arg("pre")?.split(",") ?? [], only ?? []).filter((n) => n !== undefined)
 const unknown = named.filter((n) => !(n in pieces))
 if (unknown.length > 0) {
   console.error(`unknown piece ${unknown.map((n) => JSON.stringify(n)).join(", ")}; the pieces: ${Object.keys(pieces).map((n) => JSON.stringify(n)).join(", ")}`)
@@ -240,6 +247,50 @@ if (arg("trace") !== undefined) {
   const rows = [...t.hist].sort((a, b) => b[1] - a[1])
   console.log(`${arg("trace")}: ${(rows.reduce((n, r) => n + r[1], 0) / calls).toFixed(0)} ops per call`)
   for (const [k, n] of rows.slice(0, Number(arg("top", 60)))) console.log(`${(n / calls).toFixed(1).padStart(6)}  ${k}`)
+  await finish()
+  process.exit(0)
+}
+
+if (arg("seq") !== undefined) {
+  const piece = pieces[arg("seq")]
+  const log = []
+  class Seq extends Supervisor.AbstractSupervisor {
+    get value() { return Effect.void }
+    onEffect(fiber, effect) {
+      const f = effect.effect_instruction_i0 ?? effect.effect_instruction_i1
+      let where = typeof f === "function" ? (f.name || f.toString().replace(/\s+/g, " ").slice(0, 110)) : String(effect._op)
+      if (effect._op === "Success" || effect._op === "OnSuccess" || effect._op === "UpdateRuntimeFlags") {
+        const top = fiber._stack?.[fiber._stack.length - 1]
+        const k = top?.effect_instruction_i1 ?? top?.effect_instruction_i2 ?? top?.effect_instruction_i0
+        where = "-> " + (typeof k === "function" ? (k.name || k.toString().replace(/\s+/g, " ").slice(0, 110)) : String(top?._op))
+      }
+      log.push(`${fiber.id().id} ${effect._op} ${where}`)
+    }
+  }
+  for (let i = 0; i < 50; i++) await rt.runPromise(Effect.withTracerEnabled(piece(), false))
+  const t = new Seq()
+  await rt.runPromise(piece().pipe(Effect.withTracerEnabled(false), Effect.supervised(t), Effect.withRuntimeFlagsPatch(RuntimeFlagsPatch.enable(RuntimeFlags.OpSupervision))))
+  console.log(log.join("\n"))
+  await finish()
+  process.exit(0)
+}
+
+/** With --pre A,B: the wall time from a call's start to its upstream request (undici's request:create), one caller at a time. */
+if (arg("pre") !== undefined) {
+  const dc = await import("node:diagnostics_channel")
+  let created = NaN
+  dc.subscribe("undici:request:create", () => { if (Number.isNaN(created)) created = performance.now() })
+  for (const name of arg("pre").split(",")) {
+    const times = []
+    for (let i = 0; i < 1200; i++) {
+      created = NaN
+      const start = performance.now()
+      await rt.runPromise(Effect.withTracerEnabled(pieces[name](), false))
+      if (i >= 200) times.push(created - start)
+    }
+    times.sort((a, b) => a - b)
+    console.log(`${name.padEnd(28)} to the upstream request: p50 ${times[500].toFixed(3)} ms, p90 ${times[900].toFixed(3)}`)
+  }
   await finish()
   process.exit(0)
 }

@@ -495,103 +495,138 @@ export const make = Effect.gen(function*() {
     return { ...result.value, backend_used: result.backend, attempts: result.attempts } satisfies EmbedAnswer
   })
 
-  const openStream = (request: LlmRequest.AIRequest, context: LlmRequest.CallContext): Pulls.Open<StreamEvent, Errors.GatewayError> =>
-    Effect.gen(function*() {
-      const started = yield* Clock.currentTimeMillis
-      const backends = backendsFor(request)
-      const cached = yield* lookup(request, backends, context)
-      const hit = Option.flatMap(cached, (c) => c.hit)
-      yield* Spans.annotate("tidyllm.cache_hit", Option.isSome(hit))
-      if (Option.isSome(hit)) return replay(yield* hitResponse(request, context, hit.value, started))
-      // Failover happens only before the first event: once text has reached the client it cannot be taken back.
-      const outer = yield* Effect.scope
-      const opened = yield* withFailover(request, context, backends, (backend, attempt) =>
-        Effect.gen(function*() {
-          // Each attempt in a scope of its own, closed (settled and audited by gateway #1) when it fails.
-          const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
-          return yield* Effect.gen(function*() {
-            const pull = yield* gw1.openStream({ ...request, provider: backend }, { ...context, timeout_ms, attempt })
-            const first = yield* Effect.catchAll(pull, (e) => Option.match(e, { onNone: () => Effect.succeed(Chunk.empty<StreamEvent>()), onSome: Effect.fail }))
-            return { first, pull }
-          }).pipe(
-            Scope.extend(scope),
-            Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void))
-          )
-        }),
-        true
-      )
-      yield* Spans.annotate({ "tidyllm.backend_used": opened.backend, "tidyllm.attempts": opened.attempts })
-      // What went through: written by the stream (one consumer), read at its end and by the finalizer.
-      const seen = { text: "", tools: [] as Array<Extract<StreamEvent, { _tag: "ToolCallDelta" }>>, finished: false }
-      // The scope ends with the stream: failed, finished, or (successfully, without `Done`) when the client stopped reading.
-      // The breaker hears of the ending once: a failure as the pull fails (the handler turns it into
-      // an event and ends), anything else as the scope closes.
-      const inThisSpan = yield* Pulls.keepSpan
-      let told = false
-      const ending = (exit: Exit.Exit<unknown, unknown>) =>
-        inThisSpan(Effect.suspend(() => {
-          if (told) return Effect.void
-          told = true
-          return streamEnded(opened.permit, seen.finished, exit)
-        }))
-      yield* Effect.addFinalizer(ending)
-      /** The closing event: the answer is cached (when it applies), and its metadata gets the gateway's own. */
-      const finished = (response: LlmRequest.LLMResponse) =>
-        Effect.gen(function*() {
-          seen.finished = true
-          if (Option.isSome(cached) && response.data !== undefined) {
-            const { text, tools } = seen
-            const tool_calls = CorporateLlmGateway.assembleToolCalls(tools)
-            yield* store(cached.value.key, {
-              text, usage: response.data.usage, finish_reason: response.data.finish_reason,
-              provider: response.metadata.provider, model: response.metadata.model, model_id: response.metadata.model_id,
-              mock: response.metadata.mock, created_at: started,
-              ...(tool_calls.length === 0 ? {} : { tool_calls })
+  /**
+   * One attempt at a stream, in a scope of its own forked from `outer`: closed (settled and audited
+   * by gateway #1) as soon as the attempt fails, else with `outer`. It succeeds once the backend
+   * gave its first events (or ended at once).
+   */
+  const openAttempt = (outer: Scope.Scope, request: LlmRequest.AIRequest, context: LlmRequest.CallContext, backend: string, attempt: number) =>
+    Effect.flatMap(Scope.fork(outer, ExecutionStrategy.sequential), (scope) =>
+      Effect.flatMap(gw1.openStream({ ...request, provider: backend }, { ...context, timeout_ms, attempt }), (pull) =>
+        Effect.map(
+          Effect.catchAll(pull, (e) => Option.match(e, { onNone: () => Effect.succeed(Chunk.empty<StreamEvent>()), onSome: Effect.fail })),
+          (first) => ({ first, pull })
+        )).pipe(
+          Scope.extend(scope),
+          Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void))
+        ))
+
+  /**
+   * A stream from the backends, the first that gave its first events (failover happens only before
+   * the first event: once text has reached the client it cannot be taken back). Its events pass on
+   * as they come; the closing one is cached (when `cached` says where) and carries the gateway's
+   * metadata.
+   */
+  const freshStream = (
+    request: LlmRequest.AIRequest,
+    context: LlmRequest.CallContext,
+    backends: ReadonlyArray<string>,
+    cached: Option.Option<{ readonly key: string }>,
+    started: number
+  ): Pulls.Open<StreamEvent, Errors.GatewayError> =>
+    Effect.flatMap(Effect.scope, (outer) =>
+      Effect.flatMap(
+        withFailover(request, context, backends, (backend, attempt) => openAttempt(outer, request, context, backend, attempt), true),
+        (opened) =>
+          Effect.zipRight(
+            Spans.annotate({ "tidyllm.backend_used": opened.backend, "tidyllm.attempts": opened.attempts }),
+            Effect.flatMap(Pulls.keepSpan, (inThisSpan) => {
+              // What went through: written by the stream (one consumer), read at its end and by the finalizer.
+              const seen = { text: "", tools: [] as Array<Extract<StreamEvent, { _tag: "ToolCallDelta" }>>, finished: false }
+              // The scope ends with the stream: failed, finished, or (successfully, without `Done`)
+              // when the client stopped reading. The breaker hears of the ending once: a failure as
+              // the pull fails (the handler turns it into an event and ends), anything else as the
+              // scope closes.
+              let told = false
+              const ending = (exit: Exit.Exit<unknown, unknown>) =>
+                inThisSpan(Effect.suspend(() => {
+                  if (told) return Effect.void
+                  told = true
+                  return streamEnded(opened.permit, seen.finished, exit)
+                }))
+              /** The closing event: the answer is cached (when it applies), and its metadata gets the gateway's own. */
+              const finished = (response: LlmRequest.LLMResponse): Effect.Effect<StreamEvent> => {
+                seen.finished = true
+                const done = Effect.clockWith((clock) =>
+                  Effect.succeed<StreamEvent>({
+                    _tag: "Done",
+                    response: {
+                      ...response,
+                      metadata: { ...response.metadata, latency_ms: Math.round(clock.unsafeCurrentTimeMillis() - started), cache_hit: false, backend_used: opened.backend, attempts: opened.attempts }
+                    }
+                  })
+                )
+                if (Option.isNone(cached) || response.data === undefined) return done
+                const { text, tools } = seen
+                const tool_calls = CorporateLlmGateway.assembleToolCalls(tools)
+                return Effect.zipRight(
+                  store(cached.value.key, {
+                    text, usage: response.data.usage, finish_reason: response.data.finish_reason,
+                    provider: response.metadata.provider, model: response.metadata.model, model_id: response.metadata.model_id,
+                    mock: response.metadata.mock, created_at: started,
+                    ...(tool_calls.length === 0 ? {} : { tool_calls })
+                  }),
+                  done
+                )
+              }
+              /** A chunk of gateway #1's events as they go on: the pieces pass as they are, and only `Done` takes an effect. */
+              const onward = (chunk: Chunk.Chunk<StreamEvent>): Effect.Effect<Chunk.Chunk<StreamEvent>> => {
+                const out: Array<StreamEvent> = []
+                let done: Effect.Effect<StreamEvent> | undefined
+                let trailing = 0
+                for (const event of chunk) {
+                  if (done !== undefined) {
+                    trailing++
+                    continue
+                  }
+                  if (event._tag === "Delta") {
+                    // Only a cached answer needs the text.
+                    if (Option.isSome(cached)) seen.text += event.text
+                    out.push(event)
+                  } else if (event._tag === "ToolCallDelta") {
+                    seen.tools.push(event)
+                    out.push(event)
+                  } else {
+                    done = finished(event.response)
+                  }
+                }
+                if (done === undefined) return Effect.succeed(Chunk.unsafeFromArray(out))
+                // Nothing follows `Done` in gateway #1's stream; were anything to, it keeps its place.
+                return Effect.map(done, (d) => Chunk.appendAll(Chunk.unsafeFromArray([...out, d]), Chunk.takeRight(chunk, trailing)))
+              }
+              let first: Chunk.Chunk<StreamEvent> | undefined = opened.value.first
+              const rest = Effect.matchEffect(opened.value.pull, {
+                onSuccess: onward,
+                onFailure: (e) => Effect.zipRight(Option.isSome(e) ? Effect.uninterruptible(ending(Exit.fail(e.value))) : Effect.void, Effect.fail(e))
+              })
+              const pull: Pulls.Pull<StreamEvent, Errors.GatewayError> = Effect.suspend(() => {
+                if (first === undefined) return rest
+                const chunk = first
+                first = undefined
+                return onward(chunk)
+              })
+              return Effect.as(Pulls.addFinalizer(ending), pull)
             })
-          }
-          const now = yield* Clock.currentTimeMillis
-          return {
-            _tag: "Done",
-            response: { ...response, metadata: { ...response.metadata, latency_ms: Math.round(now - started), cache_hit: false, backend_used: opened.backend, attempts: opened.attempts } }
-          } satisfies StreamEvent
-        })
-      /** A chunk of gateway #1's events as they go on: the pieces pass as they are, and only `Done` takes an effect. */
-      const onward = (chunk: Chunk.Chunk<StreamEvent>): Effect.Effect<Chunk.Chunk<StreamEvent>> => {
-        const out: Array<StreamEvent> = []
-        let done: Effect.Effect<StreamEvent> | undefined
-        let trailing = 0
-        for (const event of chunk) {
-          if (done !== undefined) {
-            trailing++
-            continue
-          }
-          if (event._tag === "Delta") {
-            // Only a cached answer needs the text.
-            if (Option.isSome(cached)) seen.text += event.text
-            out.push(event)
-          } else if (event._tag === "ToolCallDelta") {
-            seen.tools.push(event)
-            out.push(event)
-          } else {
-            done = finished(event.response)
-          }
-        }
-        if (done === undefined) return Effect.succeed(Chunk.unsafeFromArray(out))
-        // Nothing follows `Done` in gateway #1's stream; were anything to, it keeps its place.
-        return Effect.map(done, (d) => Chunk.appendAll(Chunk.unsafeFromArray([...out, d]), Chunk.takeRight(chunk, trailing)))
+          )
+      ))
+
+  // Plain steps rather than a generator, as `process`: a stream's opening is in its time to first byte.
+  const openStream = (request: LlmRequest.AIRequest, context: LlmRequest.CallContext): Pulls.Open<StreamEvent, Errors.GatewayError> =>
+    Effect.clockWith((clock) => {
+      const started = clock.unsafeCurrentTimeMillis()
+      const backends = backendsFor(request)
+      if (!settings.enable_caching || request.use_cache === false) {
+        return Effect.zipRight(Spans.annotate("tidyllm.cache_hit", false), freshStream(request, context, backends, Option.none(), started))
       }
-      let first: Chunk.Chunk<StreamEvent> | undefined = opened.value.first
-      const rest = Effect.matchEffect(opened.value.pull, {
-        onSuccess: onward,
-        onFailure: (e) => Effect.zipRight(Option.isSome(e) ? Effect.uninterruptible(ending(Exit.fail(e.value))) : Effect.void, Effect.fail(e))
+      return Effect.flatMap(lookup(request, backends, context), (cached) => {
+        const hit = Option.flatMap(cached, (c) => c.hit)
+        return Effect.zipRight(
+          Spans.annotate("tidyllm.cache_hit", Option.isSome(hit)),
+          Option.isSome(hit)
+            ? Effect.map(hitResponse(request, context, hit.value, started), replay)
+            : freshStream(request, context, backends, cached, started)
+        )
       })
-      const pull: Pulls.Pull<StreamEvent, Errors.GatewayError> = Effect.suspend(() => {
-        if (first === undefined) return rest
-        const chunk = first
-        first = undefined
-        return onward(chunk)
-      })
-      return pull
     }).pipe(Pulls.span("AiProcessingGateway.processStream"))
 
   const processStream = (request: LlmRequest.AIRequest, context: LlmRequest.CallContext): Stream.Stream<StreamEvent, Errors.GatewayError> =>

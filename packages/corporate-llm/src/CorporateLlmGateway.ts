@@ -3,7 +3,8 @@
  * case, reserves the worst case against the budgets, calls the provider, settles with the real
  * usage, and writes exactly one audit row whatever the outcome.
  */
-import { Cause, Chunk, Clock, Context, Duration, Effect, Either, Exit, FiberId, FiberRef, Layer, Option, Ref, Schedule, Stream } from "effect"
+import { Cause, Chunk, Clock, Context, Duration, Effect, Either, Exit, FiberId, FiberRef, Layer, Option, Schedule, Stream } from "effect"
+import type { Scope } from "effect"
 import { Caller, Deadline, Errors, Ids, LlmRequest, ModelCatalog, Money, Pulls, Redaction, Spans, ThrottledLog } from "@tidyllm/core"
 import type { Config, Usage } from "@tidyllm/core"
 import * as AuditLog from "./AuditLog.js"
@@ -542,14 +543,23 @@ export const make = Effect.gen(function*() {
       }))
   }).pipe(Spans.span("CorporateLlmGateway.process", { attributes: { "gen_ai.operation.name": "chat" } }))
 
-  const openStream = (request: LlmRequest.LLMRequest, options: CallOptions): Pulls.Open<StreamEvent, Errors.GatewayError> =>
-    Effect.gen(function*() {
-      const started = yield* Clock.currentTimeMillis
-      const auditId = Ids.randomUuid()
-      const { admitted, reservation } = yield* Effect.uninterruptible(admitAndReserve(request, options, auditId, started))
+  /**
+   * The stream of an admitted request with its budget reserved: the provider's events as the
+   * gateway's, then `Done` once the provider ended (after the budget is settled and the row
+   * written). An ending that is not a clean finish is settled and audited once: a failure as the
+   * pull fails, anything else (cancel, client gone) as the scope closes.
+   */
+  const admittedStream = (
+    request: LlmRequest.LLMRequest,
+    options: CallOptions,
+    auditId: string,
+    started: number,
+    admitted: Admitted,
+    reservation: BudgetLedger.Reservation
+  ): Pulls.Open<StreamEvent, Errors.GatewayError> =>
+    Effect.flatMap(FiberRef.get(Metrics.currentUpstreamTimer), (timer) => {
       const callStart = clock.unsafeCurrentTimeNanos()
       // The provider's time to its first event is the request's upstream time (after it, sending overlaps).
-      const timer = yield* FiberRef.get(Metrics.currentUpstreamTimer)
       let awaitingFirst = true
       const firstEventSeen = () => {
         if (!awaitingFirst) return
@@ -558,113 +568,132 @@ export const make = Effect.gen(function*() {
       }
       const observeUpstream = Effect.suspend(() =>
         Metrics.observeUpstream(metrics.instruments(admitted.provider.name, admitted.call.model.id), Metrics.secondsBetween(callStart, clock.unsafeCurrentTimeNanos())))
-      // What reached the consumer so far: written by the stream (one consumer), read by `finish` and the finalizer after it.
-      const delivered = { chars: 0, usage: Option.none<Usage.TokenUsage>(), finish: "stop", tools: [] as Array<ToolCallDelta> }
-      const finished = yield* Ref.make(false)
-      // Settles and audits, once, an ending that is not a clean finish: a failure, as the pull
-      // fails (a layer above may turn it into an event and go on), else as the scope closes (cancel,
-      // client gone). The finalizer runs where the scope is closed (a layer above): its audit
-      // annotates this span.
-      const inThisSpan = yield* Pulls.keepSpan
-      const cut = (exit: Exit.Exit<unknown, unknown>) =>
-        inThisSpan(Effect.gen(function*() {
-          if (yield* Ref.get(finished)) return
-          yield* Ref.set(finished, true)
+      // What reached the consumer so far: written by the stream (one consumer), read by `finish`
+      // and the finalizer after it; `finished` once the ending is settled, by either.
+      const delivered = { chars: 0, usage: Option.none<Usage.TokenUsage>(), finish: "stop", tools: [] as Array<ToolCallDelta>, finished: false }
+      return Effect.flatMap(Pulls.keepSpan, (inThisSpan) => {
+        // The finalizer runs where the scope is closed (a layer above): its audit annotates this span.
+        const cut = (exit: Exit.Exit<unknown, unknown>) =>
+          inThisSpan(Effect.suspend(() => {
+            if (delivered.finished) return Effect.void
+            delivered.finished = true
+            firstEventSeen()
+            const d = delivered
+            const usage = Option.getOrElse(d.usage, () => ({
+              input_tokens: d.chars > 0 ? inputTokensUpperBound(admitted.call.messages, admitted.call) : 0,
+              output_tokens: Math.min(admitted.call.max_tokens, Math.ceil(d.chars / 4))
+            }))
+            // A stream whose consumer stopped pulling ends its scope successfully without finishing: the client is gone.
+            const cause: Cause.Cause<unknown> = Exit.isFailure(exit) ? exit.cause : Cause.interrupt(FiberId.none)
+            const outcome = failureOutcome({ provider: admitted.provider.name, model: admitted.call.model }, cause as Cause.Cause<Errors.GatewayError>, usage, true)
+            return Effect.zipRight(
+              Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause) ? observeUpstream : Effect.void,
+              Effect.zipRight(
+                Effect.zipRight(Effect.ignore(ledger.settle(reservation, outcome.cost)), addOutputTokens(options.caller, usage.output_tokens) ?? Effect.void),
+                Effect.ignore(writeAudit(auditId, request, options, admitted.reason, started, outcome))
+              )
+            )
+          })).pipe(Effect.uninterruptible)
+        const finish = Effect.suspend(() => {
           firstEventSeen()
-          if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) yield* observeUpstream
+          const now = clock.unsafeCurrentTimeMillis()
           const d = delivered
           const usage = Option.getOrElse(d.usage, () => ({
-            input_tokens: d.chars > 0 ? inputTokensUpperBound(admitted.call.messages, admitted.call) : 0,
+            input_tokens: inputTokensUpperBound(admitted.call.messages, admitted.call),
             output_tokens: Math.min(admitted.call.max_tokens, Math.ceil(d.chars / 4))
           }))
-          // A stream whose consumer stopped pulling ends its scope successfully without finishing: the client is gone.
-          const cause: Cause.Cause<unknown> = Exit.isFailure(exit) ? exit.cause : Cause.interrupt(FiberId.none)
-          const outcome = failureOutcome({ provider: admitted.provider.name, model: admitted.call.model }, cause as Cause.Cause<Errors.GatewayError>, usage, true)
-          yield* ledger.settle(reservation, outcome.cost).pipe(Effect.ignore)
-          yield* addOutputTokens(options.caller, usage.output_tokens) ?? Effect.void
-          yield* writeAudit(auditId, request, options, admitted.reason, started, outcome).pipe(Effect.ignore)
-        })).pipe(Effect.uninterruptible)
-      yield* Effect.addFinalizer(cut)
-      const finish = Effect.gen(function*() {
-        firstEventSeen()
-        yield* observeUpstream
-        const d = delivered
-        const usage = Option.getOrElse(d.usage, () => ({
-          input_tokens: inputTokensUpperBound(admitted.call.messages, admitted.call),
-          output_tokens: Math.min(admitted.call.max_tokens, Math.ceil(d.chars / 4))
-        }))
-        const cost = ModelCatalog.cost(admitted.call.model, usage)
-        const now = yield* Clock.currentTimeMillis
-        yield* ledger.settle(reservation, cost)
-        yield* addOutputTokens(options.caller, usage.output_tokens) ?? Effect.void
-        yield* writeAudit(auditId, request, options, admitted.reason, started, {
-          status: "success", provider: admitted.provider.name, model: admitted.call.model.id, usage, cost, finish_reason: d.finish
-        })
-        yield* Ref.set(finished, true)
-        const response: LlmRequest.LLMResponse = {
-          status: "success",
-          data: {
-            response: "", model: admitted.call.model.id, provider: admitted.provider.name, finish_reason: d.finish, usage,
-            ...(d.tools.length === 0 ? {} : { tool_calls: assembleToolCalls(d.tools) })
-          },
-          metadata: metadata(options, auditId, admitted, cost, Math.round(now - started))
-        }
-        return { _tag: "Done", response } as const
-      }).pipe(Effect.uninterruptible)
-      /** The provider's events as the gateway's: text and tool calls pass on, usage and the finish reason are kept for `Done`. */
-      const toEvents = (chunk: Chunk.Chunk<ProviderStreamEvent>): Array<StreamEvent> => {
-        const out: Array<StreamEvent> = []
-        for (const event of chunk) {
-          switch (event._tag) {
-            case "TextDelta":
-              delivered.chars += event.text.length
-              out.push({ _tag: "Delta", text: event.text })
-              break
-            case "Usage":
-              delivered.usage = Option.some(event.usage)
-              break
-            case "Finish":
-              delivered.finish = event.finish_reason
-              break
-            case "ToolCallDelta":
-              delivered.chars += event.arguments.length + (event.name?.length ?? 0)
-              delivered.tools.push(event)
-              out.push(event)
-              break
-          }
-        }
-        return out
-      }
-      // The provider's stream, opened (its response started) within the call's timeout, and each
-      // later wait for its next events within the timeout too.
-      const provider = admitted.provider
-      const ms = options.timeout_ms
-      // A provider that opens its stream times it itself; a plain `Stream` starts at its first pull, so each pull is timed.
-      const upstream = provider.open !== undefined
-        ? yield* provider.open(ms === undefined ? admitted.call : { ...admitted.call, timeout_ms: ms })
-        : ms === undefined
-        ? yield* Pulls.fromStream(provider.stream(admitted.call))
-        : Pulls.timeoutFail(yield* Pulls.fromStream(provider.stream(admitted.call)), ms, timedOut(admitted, ms))
-      const done: Pulls.Pull<StreamEvent, Errors.GatewayError> = Effect.mapBoth(finish, { onFailure: Option.some, onSuccess: (d) => Chunk.of<StreamEvent>(d) })
-      let ended = false
-      // The provider's events, then `Done` once it has ended (after the budget is settled and the row written).
-      const next: Pulls.Pull<StreamEvent, Errors.GatewayError> = Effect.suspend(() =>
-        ended
-          ? Pulls.end
-          : Effect.matchEffect(upstream, {
-            onSuccess: (chunk) => {
-              firstEventSeen()
-              const events = toEvents(chunk)
-              return events.length === 0 ? next : Effect.succeed(Chunk.unsafeFromArray(events))
-            },
-            onFailure: (e): Pulls.Pull<StreamEvent, Errors.GatewayError> => {
-              if (Option.isSome(e)) return Effect.fail(e)
-              ended = true
-              return done
-            }
+          const cost = ModelCatalog.cost(admitted.call.model, usage)
+          const settled = Effect.zipRight(
+            Effect.zipRight(observeUpstream, ledger.settle(reservation, cost)),
+            addOutputTokens(options.caller, usage.output_tokens) ?? Effect.void
+          )
+          const written = writeAudit(auditId, request, options, admitted.reason, started, {
+            status: "success", provider: admitted.provider.name, model: admitted.call.model.id, usage, cost, finish_reason: d.finish
           })
+          return Effect.zipRight(settled, Effect.zipRight(written, Effect.sync((): StreamEvent => {
+            d.finished = true
+            const response: LlmRequest.LLMResponse = {
+              status: "success",
+              data: {
+                response: "", model: admitted.call.model.id, provider: admitted.provider.name, finish_reason: d.finish, usage,
+                ...(d.tools.length === 0 ? {} : { tool_calls: assembleToolCalls(d.tools) })
+              },
+              metadata: metadata(options, auditId, admitted, cost, Math.round(now - started))
+            }
+            return { _tag: "Done", response }
+          })))
+        }).pipe(Effect.uninterruptible)
+        /** The provider's events as the gateway's: text and tool calls pass on, usage and the finish reason are kept for `Done`. */
+        const toEvents = (chunk: Chunk.Chunk<ProviderStreamEvent>): Array<StreamEvent> => {
+          const out: Array<StreamEvent> = []
+          for (const event of chunk) {
+            switch (event._tag) {
+              case "TextDelta":
+                delivered.chars += event.text.length
+                out.push({ _tag: "Delta", text: event.text })
+                break
+              case "Usage":
+                delivered.usage = Option.some(event.usage)
+                break
+              case "Finish":
+                delivered.finish = event.finish_reason
+                break
+              case "ToolCallDelta":
+                delivered.chars += event.arguments.length + (event.name?.length ?? 0)
+                delivered.tools.push(event)
+                out.push(event)
+                break
+            }
+          }
+          return out
+        }
+        // The provider's stream, opened (its response started) within the call's timeout, and each
+        // later wait for its next events within the timeout too.
+        const provider = admitted.provider
+        const ms = options.timeout_ms
+        // A provider that opens its stream times it itself; a plain `Stream` starts at its first pull, so each pull is timed.
+        const opening: Effect.Effect<Pulls.Pull<ProviderStreamEvent, Errors.ProviderError>, Errors.ProviderError, Scope.Scope> = provider.open !== undefined
+          ? provider.open(ms === undefined ? admitted.call : { ...admitted.call, timeout_ms: ms })
+          : ms === undefined
+          ? Pulls.fromStream(provider.stream(admitted.call))
+          : Effect.map(Pulls.fromStream(provider.stream(admitted.call)), (pull) => Pulls.timeoutFail(pull, ms, timedOut(admitted, ms)))
+        const done: Pulls.Pull<StreamEvent, Errors.GatewayError> = Effect.mapBoth(finish, { onFailure: Option.some, onSuccess: (d) => Chunk.of<StreamEvent>(d) })
+        return Effect.zipRight(
+          Pulls.addFinalizer(cut),
+          Effect.map(opening, (upstream) => {
+            let ended = false
+            // The provider's events, then `Done` once it has ended.
+            const next: Pulls.Pull<StreamEvent, Errors.GatewayError> = Effect.suspend(() =>
+              ended
+                ? Pulls.end
+                : Effect.matchEffect(upstream, {
+                  onSuccess: (chunk) => {
+                    firstEventSeen()
+                    const events = toEvents(chunk)
+                    return events.length === 0 ? next : Effect.succeed(Chunk.unsafeFromArray(events))
+                  },
+                  onFailure: (e): Pulls.Pull<StreamEvent, Errors.GatewayError> => {
+                    if (Option.isSome(e)) return Effect.fail(e)
+                    ended = true
+                    return done
+                  }
+                })
+            )
+            return Effect.tapError(next, (e) => (Option.isSome(e) ? cut(Exit.fail(e.value)) : Effect.void))
+          })
+        )
+      })
+    })
+
+  // Plain steps rather than a generator: a stream's opening is in its time to first byte.
+  const openStream = (request: LlmRequest.LLMRequest, options: CallOptions): Pulls.Open<StreamEvent, Errors.GatewayError> =>
+    Effect.suspend(() => {
+      const started = clock.unsafeCurrentTimeMillis()
+      const auditId = Ids.randomUuid()
+      return Effect.flatMap(
+        Effect.uninterruptible(admitAndReserve(request, options, auditId, started)),
+        ({ admitted, reservation }) => admittedStream(request, options, auditId, started, admitted, reservation)
       )
-      return Effect.tapError(next, (e) => (Option.isSome(e) ? cut(Exit.fail(e.value)) : Effect.void))
     }).pipe(
       // Setup, the provider's stream, `finish` and the finalizer run under this span, which ends
       // after the finalizer: it carries the outcome of the stream as settled (finished, failed or cut).

@@ -59,19 +59,19 @@ export const makeServe = Effect.gen(function*() {
    * after that is sent as an `error` event (and no `[DONE]`).
    */
   const stream = (request: LlmRequest.AIRequest, context: LlmRequest.CallContext, includeUsage: boolean): Effect.Effect<Sse.Events, ApiFailure, Scope.Scope> =>
-    Effect.gen(function*() {
-      const pull = yield* gateway.openStream(request, context)
-      const first = yield* pull.pipe(
-        Effect.catchAll(Option.match({ onNone: () => Effect.succeed(Chunk.empty<AiProcessingGateway.StreamEvent>()), onSome: Effect.fail }))
-      )
-      const header: Convert.ChunkHeader = {
-        id: Convert.completionId(Ids.randomUuid()),
-        created: Math.floor(Date.now() / 1000),
-        model: Option.match(catalog.resolve(request.model ?? ""), { onNone: () => request.model ?? "", onSome: (m) => m.id }),
-        includeUsage
-      }
-      return { header, first, pull, requestId: context.request_id } satisfies Sse.Events
-    })
+    Effect.flatMap(gateway.openStream(request, context), (pull) =>
+      Effect.map(
+        Effect.catchAll(pull, Option.match({ onNone: () => Effect.succeed(Chunk.empty<AiProcessingGateway.StreamEvent>()), onSome: Effect.fail })),
+        (first): Sse.Events => {
+          const header: Convert.ChunkHeader = {
+            id: Convert.completionId(Ids.randomUuid()),
+            created: Math.floor(Date.now() / 1000),
+            model: Option.match(catalog.resolve(request.model ?? ""), { onNone: () => request.model ?? "", onSome: (m) => m.id }),
+            includeUsage
+          }
+          return { header, first, pull, requestId: context.request_id }
+        }
+      ))
 
   // Plain steps rather than a generator: this runs for every request (docs/performance.md).
   const serve: Serve = (httpRequest, context) =>
