@@ -4,6 +4,7 @@
  * and `main.ts` both run {@link serve}.
  */
 import { type IncomingMessage, Server as NodeServer, type ServerResponse } from "node:http"
+import { setFlagsFromString } from "node:v8"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpServer from "@effect/platform/HttpServer"
@@ -160,6 +161,17 @@ const onRequestWhileStopping = function(this: NodeServer, request: IncomingMessa
   response.end(body)
 }
 
-/** Runs the server until interrupted (SIGINT/SIGTERM under `NodeRuntime.runMain`). */
+/**
+ * Sets how far V8 lets the old heap grow between full collections (`server.heap_growth_percent`),
+ * for the whole process: V8 reads it each time a full collection sets the heap's next limit, so
+ * it holds from the next one on. `0` leaves V8's own heuristic.
+ */
+export const tuneHeap = (percent: number): Effect.Effect<void> =>
+  percent === 0 ? Effect.void : Effect.sync(() => setFlagsFromString(`--heap-growing-percent=${percent}`))
+
+/**
+ * Runs the server until interrupted (SIGINT/SIGTERM under `NodeRuntime.runMain`). It owns the
+ * process: it also sets the heap's growth ({@link tuneHeap}).
+ */
 export const serve = (config: Config.GatewayConfig, options: Options = {}): Effect.Effect<never, Layers.BuildError | ServeError> =>
-  Layer.launch(layer(config, options))
+  Effect.zipRight(tuneHeap(config.server.heap_growth_percent), Layer.launch(layer(config, options)))

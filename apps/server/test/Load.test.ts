@@ -142,11 +142,20 @@ describe("config loader", () => {
     expect(Either.isRight(good) && good.right.config.corporate_llm.teams["risk-desk.eu"]).toEqual({ budget_daily_usd: 1, models: ["claude-3-haiku"] })
   })
 
+  it("the heap's growth is a whole percentage from 0 to 1000; anything else is refused, naming the setting", () => {
+    for (const bad of [-1, 1001, 50.5, "lots"]) {
+      const r = Load.resolve({ server: { heap_growth_percent: bad } }, {})
+      expect(Either.isLeft(r) && r.left.message).toContain("server.heap_growth_percent")
+    }
+    const off = Load.resolve({ server: { heap_growth_percent: 0 } }, {})
+    expect(Either.isRight(off) && off.right.config.server.heap_growth_percent).toBe(0)
+  })
+
   it("resolve is pure: embedded defaults with no file and no environment", () => {
     const r = Load.resolve(undefined, {})
     expect(Either.isRight(r)).toBe(true)
     if (Either.isRight(r)) {
-      expect(r.right.config.server).toEqual({ host: "127.0.0.1", port: 8080, max_body_bytes: 1_048_576, auth: "auto", key_cache_seconds: 5, shutdown_grace_seconds: 10 })
+      expect(r.right.config.server).toEqual({ host: "127.0.0.1", port: 8080, max_body_bytes: 1_048_576, auth: "auto", key_cache_seconds: 5, shutdown_grace_seconds: 10, heap_growth_percent: 100 })
       expect(r.right.config.storage.data_dir).toBe(".tidyllm")
       expect(r.right.config.corporate_llm.default_provider).toBe("mock")
     }
