@@ -200,6 +200,8 @@ type Guarded<A> =
  */
 export const make = Effect.gen(function*() {
   const settings = yield* Settings
+  // The clock of the fiber that builds the gateway (a `TestClock` in tests), read where a step already runs.
+  const clock = yield* Effect.clock
   // A cache that is down fails every request's lookup: one warning per 10 s, with the count held back.
   const warn = ThrottledLog.make(10_000)
   const gw1 = yield* CorporateLlmGateway.CorporateLlmGateway
@@ -448,13 +450,17 @@ export const make = Effect.gen(function*() {
       withFailover(request, context, backends, (backend, attempt) => gw1.process({ ...request, provider: backend }, { ...context, timeout_ms, attempt })),
       (result) => {
         const { completion, response } = result.value
-        const answer = Effect.clockWith((clock) => {
-          const now = clock.unsafeCurrentTimeMillis()
-          return Effect.as(Spans.annotate({ "tidyllm.backend_used": result.backend, "tidyllm.attempts": result.attempts }), {
+        const answer = Spans.annotateThen(() => ({ "tidyllm.backend_used": result.backend, "tidyllm.attempts": result.attempts }), () =>
+          Effect.succeed({
             ...response,
-            metadata: { ...response.metadata, latency_ms: Math.round(now - started), cache_hit: false, backend_used: result.backend, attempts: result.attempts }
-          } satisfies LlmRequest.LLMResponse)
-        })
+            metadata: {
+              ...response.metadata,
+              latency_ms: Math.round(clock.unsafeCurrentTimeMillis() - started),
+              cache_hit: false,
+              backend_used: result.backend,
+              attempts: result.attempts
+            }
+          } satisfies LlmRequest.LLMResponse))
         if (Option.isNone(cached)) return answer
         return Effect.zipRight(store(cached.value.key, {
           text: completion.text, usage: completion.usage, finish_reason: completion.finish_reason,
@@ -471,13 +477,13 @@ export const make = Effect.gen(function*() {
       const started = clock.unsafeCurrentTimeMillis()
       const backends = backendsFor(request)
       if (!settings.enable_caching || request.use_cache === false) {
-        return Effect.zipRight(Spans.annotate("tidyllm.cache_hit", false), fresh(request, context, backends, Option.none(), started))
+        return Spans.annotateThen(() => ({ "tidyllm.cache_hit": false }), () => fresh(request, context, backends, Option.none(), started))
       }
       return Effect.flatMap(lookup(request, backends, context), (cached) => {
         const hit = Option.flatMap(cached, (c) => c.hit)
-        return Effect.zipRight(
-          Spans.annotate("tidyllm.cache_hit", Option.isSome(hit)),
-          Option.isSome(hit) ? hitResponse(request, context, hit.value, started) : fresh(request, context, backends, cached, started)
+        return Spans.annotateThen(
+          () => ({ "tidyllm.cache_hit": Option.isSome(hit) }),
+          () => Option.isSome(hit) ? hitResponse(request, context, hit.value, started) : fresh(request, context, backends, cached, started)
         )
       })
     }).pipe(Spans.span("AiProcessingGateway.process"))
@@ -528,9 +534,9 @@ export const make = Effect.gen(function*() {
       Effect.flatMap(
         withFailover(request, context, backends, (backend, attempt) => openAttempt(outer, request, context, backend, attempt), true),
         (opened) =>
-          Effect.zipRight(
-            Spans.annotate({ "tidyllm.backend_used": opened.backend, "tidyllm.attempts": opened.attempts }),
-            Effect.flatMap(Pulls.keepSpan, (inThisSpan) => {
+          Spans.annotateThen(
+            () => ({ "tidyllm.backend_used": opened.backend, "tidyllm.attempts": opened.attempts }),
+            () => Effect.flatMap(Pulls.keepSpan, (inThisSpan) => {
               // What went through: written by the stream (one consumer), read at its end and by the finalizer.
               const seen = { text: "", tools: [] as Array<Extract<StreamEvent, { _tag: "ToolCallDelta" }>>, finished: false }
               // The scope ends with the stream: failed, finished, or (successfully, without `Done`)
@@ -616,15 +622,16 @@ export const make = Effect.gen(function*() {
       const started = clock.unsafeCurrentTimeMillis()
       const backends = backendsFor(request)
       if (!settings.enable_caching || request.use_cache === false) {
-        return Effect.zipRight(Spans.annotate("tidyllm.cache_hit", false), freshStream(request, context, backends, Option.none(), started))
+        return Spans.annotateThen(() => ({ "tidyllm.cache_hit": false }), () => freshStream(request, context, backends, Option.none(), started))
       }
       return Effect.flatMap(lookup(request, backends, context), (cached) => {
         const hit = Option.flatMap(cached, (c) => c.hit)
-        return Effect.zipRight(
-          Spans.annotate("tidyllm.cache_hit", Option.isSome(hit)),
-          Option.isSome(hit)
-            ? Effect.map(hitResponse(request, context, hit.value, started), replay)
-            : freshStream(request, context, backends, cached, started)
+        return Spans.annotateThen(
+          () => ({ "tidyllm.cache_hit": Option.isSome(hit) }),
+          () =>
+            Option.isSome(hit)
+              ? Effect.map(hitResponse(request, context, hit.value, started), replay)
+              : freshStream(request, context, backends, cached, started)
         )
       })
     }).pipe(Pulls.span("AiProcessingGateway.processStream"))

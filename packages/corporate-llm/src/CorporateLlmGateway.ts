@@ -428,7 +428,7 @@ export const make = Effect.gen(function*() {
         audit_level: settings.audit_level,
         attempt: options.attempt ?? 1
       })
-      return Effect.zipRight(Spans.annotateWith(() => outcomeAttributes(id, request, options, reason, o)), write)
+      return Spans.annotateThen(() => outcomeAttributes(id, request, options, reason, o), () => write)
     })
 
   const rejectionOutcome = (request: LlmRequest.LLMRequest, e: Errors.GatewayError): Outcome => ({
@@ -445,13 +445,13 @@ export const make = Effect.gen(function*() {
     admit(request, options).pipe(
       Effect.tapError((e) => writeAudit(auditId, request, options, (request.reason ?? options.reason ?? "").trim() || "(none)", started, rejectionOutcome(request, e))),
       Effect.flatMap((admitted) =>
-        Spans.annotate("gen_ai.request.max_tokens", admitted.call.max_tokens).pipe(
-          Effect.zipRight(ledger.reserve({
+        Spans.annotateThen(() => ({ "gen_ai.request.max_tokens": admitted.call.max_tokens }), () =>
+          ledger.reserve({
             scopes: scopes(options.caller),
             amount: admitted.worstCase,
             request_id: options.request_id,
             ttl_ms: settings.reservation_ttl_seconds * 1000
-          })),
+          })).pipe(
           Effect.tapError((e) => writeAudit(auditId, request, options, admitted.reason, started, {
             ...rejectionOutcome(request, e), provider: admitted.provider.name, model: admitted.call.model.id
           })),

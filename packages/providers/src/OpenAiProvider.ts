@@ -475,9 +475,9 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
 
     // Plain steps rather than a generator: this runs for every request (docs/performance.md).
     const complete = (call: LlmProvider.ProviderCall) =>
-      Effect.zipRight(
-        Spans.annotateWith(() => ({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id })),
-        Effect.suspend((): Effect.Effect<LlmProvider.Completion, Errors.ProviderError> => {
+      Spans.annotateThen(
+        () => ({ provider: name, model: call.model_id, "gen_ai.request.model": call.model_id }),
+        (): Effect.Effect<LlmProvider.Completion, Errors.ProviderError> => {
           const context = contextOf(call.model_id)
           if (missingKey) return Effect.fail(keyMissing(context))
           const params = paramsOf(call, context)
@@ -493,7 +493,7 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
             ),
             (answer) => answerOf(answer, context)
           )
-        })
+        }
       ).pipe(Effect.mapError(scrub), Spans.span("OpenAiProvider.complete", chatSpan))
 
     const streamHeaders: Readonly<Record<string, string>> = { ...headers, accept: "text/event-stream" }

@@ -66,7 +66,8 @@ const keyOf = (backend: string, model: string) => `${backend}/${model}`
 
 /** Breakers that open after `failures` consecutive counted failures (0: never) and stay open `cooldown_ms`. */
 export const make = (options: { readonly failures: number; readonly cooldown_ms: number }): Effect.Effect<CircuitBreakers> =>
-  Effect.sync(() => {
+  // The clock of the fiber that makes the breakers (a `TestClock` in tests) tells every call the time.
+  Effect.clockWith((clock) => Effect.sync(() => {
     // Plain state: every read and change below is one synchronous step, so no other fiber can
     // come between a breaker's read and its update (an `Effect.Ref` cost a few operations more per call).
     let breakers = new Map<string, Entry>()
@@ -74,12 +75,12 @@ export const make = (options: { readonly failures: number; readonly cooldown_ms:
     const fresh = (backend: string, model: string): Entry => ({ backend, model, state: "closed", failures: 0, opened_at: 0, probing: false, generation: 0 })
     const put = (m: Map<string, Entry>, key: string, e: Entry) => new Map(m).set(key, e)
 
-    /** Runs `f` on the breakers at the fiber's clock's time and keeps the map it returns. */
+    /** Runs `f` on the breakers at the clock's time and keeps the map it returns. */
     const modify = <A>(f: (m: Map<string, Entry>, now: number) => readonly [A, Map<string, Entry>]): Effect.Effect<A> =>
-      Effect.clockWith((clock) => {
+      Effect.sync(() => {
         const [a, next] = f(breakers, clock.unsafeCurrentTimeMillis())
         breakers = next
-        return Effect.succeed(a)
+        return a
       })
 
     const acquire = (backend: string, model: string) =>
@@ -144,4 +145,4 @@ export const make = (options: { readonly failures: number; readonly cooldown_ms:
       status: Effect.succeed([])
     }
     return enabled ? { enabled, acquire, release, state, status } : disabled
-  })
+  }))
