@@ -57,6 +57,13 @@ layer(ServerLive, { excludeTestServices: true })("access log", (it) => {
           headers: { authorization: `Bearer ${key.secret}`, "content-type": "application/json", "x-request-id": "log-llm-1", "x-tidyllm-user": "alice" },
           body: JSON.stringify({ prompt: "hi", reason: "logging test" })
         }).then((r) => r.text()))
+      // A chat completion goes through the fast lane, which sets the request's fiber refs as it makes its fiber.
+      yield* Effect.promise(() =>
+        fetch(`${url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${key.secret}`, "content-type": "application/json", "x-request-id": "log-chat-1", "x-tidyllm-reason": "logging test" },
+          body: JSON.stringify({ model: "claude-3-haiku", messages: [{ role: "user", content: "hi" }], max_tokens: 50 })
+        }).then((r) => r.text()))
       yield* Effect.promise(() => fetch(`${url}/v1/workflows/nope?secret=should-not-be-logged`, { headers: { authorization: `Bearer ${key.secret}`, "x-request-id": "log-404" } }).then((r) => r.text()))
       yield* Effect.promise(() => fetch(`${url}/v1/keys`, { headers: { authorization: `Bearer ${key.secret}`, "x-request-id": "log-403" } }).then((r) => r.text()))
       const access = lines.filter((l) => l.message === "http request")
@@ -65,6 +72,9 @@ layer(ServerLive, { excludeTestServices: true })("access log", (it) => {
       expect(llm?.annotations).toMatchObject({ method: "POST", route: "/v1/llm", path: "/v1/llm", status: 200, key_id: key.key.id, team: "risk", user: "alice", role: "user" })
       expect(llm?.annotations["duration_ms"]).toBeTypeOf("number")
       expect(llm?.annotations["upstream_ms"]).toBeTypeOf("number")
+      const chat = access.find((l) => l.annotations["request_id"] === "log-chat-1")
+      expect(chat?.annotations).toMatchObject({ method: "POST", route: "/v1/chat/completions", status: 200, key_id: key.key.id, team: "risk" })
+      expect(chat?.annotations["upstream_ms"]).toBeTypeOf("number")
       const notFound = access.find((l) => l.annotations["request_id"] === "log-404")
       expect(notFound?.annotations).toMatchObject({ route: "/v1/workflows/:id", status: 404, path: "/v1/workflows/nope" })
       expect(JSON.stringify(lines)).not.toContain("should-not-be-logged")

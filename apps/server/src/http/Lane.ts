@@ -12,7 +12,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { clientAbortFiberId } from "@effect/platform/HttpServerError"
-import { Cause, type Chunk, Context, Effect, FiberRef, HashMap, Runtime } from "effect"
+import { Cause, type Chunk, Context, Effect, FiberRef, FiberRefs, HashMap, Runtime } from "effect"
 import * as CorporateLlmMetrics from "@tidyllm/corporate-llm/Metrics"
 import type { Principal } from "../auth/Auth.js"
 import * as Auth from "../auth/Auth.js"
@@ -119,18 +119,15 @@ export const make = Effect.gen(function*() {
       const caller = found ?? openPrincipal(request)
       return Effect.zipRight(checkRole(caller, route, requestId), serve(request, contextOf(request, requestId, caller)))
     })
-    const program = FiberRef.set(CorporateLlmMetrics.currentUpstreamTimer, upstream).pipe(
-      Effect.zipRight(FiberRef.set(currentRequestId, requestId)),
-      Effect.zipRight(FiberRef.update(FiberRef.currentLogAnnotations, HashMap.set("request_id", requestId as unknown))),
-      Effect.zipRight(Effect.matchEffect(answered, {
-        onFailure: sendError,
-        // A stream's upstream call lives in a scope of its own, open until its events are sent;
-        // a JSON answer needs none (a scope costs ~40 Effect operations).
-        onSuccess: (answer) =>
-          answer._tag === "Json"
-            ? sendJson(200, answer.body, {})
-            : Effect.scoped(Effect.matchEffect(answer.open, { onFailure: sendError, onSuccess: sendEvents }))
-      })),
+    const program = Effect.matchEffect(answered, {
+      onFailure: sendError,
+      // A stream's upstream call lives in a scope of its own, open until its events are sent;
+      // a JSON answer needs none (a scope costs ~40 Effect operations).
+      onSuccess: (answer) =>
+        answer._tag === "Json"
+          ? sendJson(200, answer.body, {})
+          : Effect.scoped(Effect.matchEffect(answer.open, { onFailure: sendError, onSuccess: sendEvents }))
+    }).pipe(
       // No tracer to turn off here: the lane serves only while tracing is off, and then the whole
       // server runs with Effect's tracer disabled (Server.layerWith), these fibers included.
       Effect.catchAllCause((cause) => {
@@ -147,7 +144,18 @@ export const make = Effect.gen(function*() {
       })
     )
 
-    const fiber = runFork(program)
+    // The request's fiber refs are set as its fiber is made, in one copy of its refs (each
+    // `FiberRef.set` would copy them all, in an Effect operation of its own).
+    const fiber = runFork(program, {
+      updateRefs: (refs, id) =>
+        FiberRefs.updateManyAs(refs, {
+          entries: [
+            [CorporateLlmMetrics.currentUpstreamTimer, [[id, upstream]]],
+            [currentRequestId, [[id, requestId]]],
+            [FiberRef.currentLogAnnotations, [[id, HashMap.set(FiberRefs.getOrDefault(refs, FiberRef.currentLogAnnotations), "request_id", requestId as unknown)]]]
+          ]
+        })
+    })
     // A client that leaves before its answer is complete cancels the request (gateway #1 audits it `cancelled`).
     response.on("close", () => {
       if (!response.writableEnded) fiber.unsafeInterruptAsFork(clientAbortFiberId)
