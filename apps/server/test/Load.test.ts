@@ -149,6 +149,10 @@ describe("config loader", () => {
     }
     const off = Load.resolve({ server: { heap_growth_percent: 0 } }, {})
     expect(Either.isRight(off) && off.right.config.server.heap_growth_percent).toBe(0)
+    const env = Load.resolve({ server: { heap_growth_percent: 50 } }, { TIDYLLM_HEAP_GROWTH_PERCENT: "0" })
+    expect(Either.isRight(env) && env.right.config.server.heap_growth_percent).toBe(0)
+    const badEnv = Load.resolve(undefined, { TIDYLLM_HEAP_GROWTH_PERCENT: "half" })
+    expect(Either.isLeft(badEnv) && badEnv.left.message).toContain("TIDYLLM_HEAP_GROWTH_PERCENT")
   })
 
   it("resolve is pure: embedded defaults with no file and no environment", () => {

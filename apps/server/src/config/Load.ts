@@ -138,6 +138,7 @@ export const environmentOverrides: ReadonlyArray<{ readonly name: string; readon
   { name: "PORT", path: ["server", "port"], parse: integer },
   { name: "TIDYLLM_AUTH", path: ["server", "auth"], parse: text },
   { name: "TIDYLLM_SHUTDOWN_GRACE_SECONDS", path: ["server", "shutdown_grace_seconds"], parse: decimal },
+  { name: "TIDYLLM_HEAP_GROWTH_PERCENT", path: ["server", "heap_growth_percent"], parse: integer },
   { name: "TIDYLLM_LOG_FORMAT", path: ["observability", "log_format"], parse: text },
   { name: "TIDYLLM_LOG_LEVEL", path: ["observability", "log_level"], parse: text },
   { name: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", path: ["observability", "otlp_endpoint"], parse: text },
