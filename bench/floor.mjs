@@ -1,12 +1,20 @@
-// The floor of the stream time-to-first-byte overhead on this machine: the bench's 1-connection
-// stream loop against the mock upstream directly and through a plain Node proxy (node:http server
-// forwarding to the upstream over a keep-alive agent, no logic at all), pinned as a gateway is
-// (proxy on CPU 0, upstream and client on CPU 1). What a gateway adds beyond this is its own.
+// The floor of the overhead on this machine: the bench's 1-connection stream loop against the
+// mock upstream directly and through a plain Node proxy (node:http server forwarding to the
+// upstream over a keep-alive agent, no logic at all), pinned as a gateway is (proxy on CPU 0,
+// upstream and client on CPU 1). What a gateway adds beyond this is its own.
+//
+// With --load, the same for the chat completion under load instead: a proxy that does what the
+// gateway's JSON path must do at the least (read the body, parse it, send it upstream over an
+// undici pool as the gateway's provider does, parse the answer, send it back), at each of
+// --conns, with its CPU per request, requests/s and p50 over the upstream's.
 //
 //   node bench/floor.mjs [--seconds 3] [--rounds 3]
+//   node bench/floor.mjs --load [--conns 1,10,100] [--seconds 5] [--rounds 3]
 import { spawn } from "node:child_process"
 import { createInterface } from "node:readline"
-import { newWorkDir, opt, pinSelf, removeDir, startUpstream, stopAll, ttfbLoop } from "./lib.mjs"
+import { createRequire } from "node:module"
+import { join } from "node:path"
+import { flag, load, median, newWorkDir, opt, pinSelf, removeDir, root, startUpstream, stopAll, ttfbLoop } from "./lib.mjs"
 
 const proxySource = `
 const http = require("node:http")
@@ -27,23 +35,59 @@ http.createServer((req, res) => {
 }).listen(0, "127.0.0.1", function () { console.log(JSON.stringify({ port: this.address().port })) })
 `
 
+// The least a JSON chat completion costs a Node proxy: the undici pool the gateway's provider uses.
+const poolProxySource = `
+const http = require("node:http")
+const { Pool } = require(process.argv[2])
+const upstream = new URL(process.argv[1])
+const pool = new Pool(upstream.origin, { connections: 128 })
+http.createServer((req, res) => {
+  const chunks = []
+  req.on("data", (c) => chunks.push(c))
+  req.on("end", async () => {
+    const body = JSON.stringify(JSON.parse(Buffer.concat(chunks).toString("utf8")))
+    const r = await pool.request({ path: "/v1/chat/completions", method: "POST", headers: { "content-type": "application/json" }, body })
+    const text = JSON.stringify(await r.body.json())
+    res.writeHead(r.statusCode, { "content-type": "application/json", "content-length": Buffer.byteLength(text) })
+    res.end(text)
+  })
+}).listen(0, "127.0.0.1", function () { console.log(JSON.stringify({ port: this.address().port })) })
+`
+
 pinSelf(1)
-const seconds = Number(opt("seconds", 3))
+const seconds = Number(opt("seconds", flag("load") ? 5 : 3))
 const rounds = Number(opt("rounds", 3))
 const work = newWorkDir()
 let proxy
 try {
   const up = await startUpstream({ latencies: [0], cpu: 1, logDir: work })
-  proxy = spawn("taskset", ["-c", "0", process.execPath, "-e", proxySource, up.url(0)], { stdio: ["ignore", "pipe", "inherit"] })
-  const port = await new Promise((resolve) => createInterface({ input: proxy.stdout }).once("line", (l) => resolve(JSON.parse(l).port)))
   const headers = { "content-type": "application/json" }
-  const direct = { url: `${up.url(0)}/v1/chat/completions`, headers }
-  const plain = { url: `http://127.0.0.1:${port}/v1/chat/completions`, headers }
-  await ttfbLoop(plain, { seconds: 1 })
-  for (let r = 1; r <= rounds; r++) {
-    const d = await ttfbLoop(direct, { seconds })
-    const p = await ttfbLoop(plain, { seconds })
-    console.log(`round ${r}: direct TTFB p50 ${d.p50.toFixed(3)} ms, plain proxy ${p.p50.toFixed(3)} ms (+${(p.p50 - d.p50).toFixed(3)})`)
+  const direct = { url: `${up.url(0)}/v1/chat/completions`, headers, pid: up.pid, usesPostgres: false }
+  if (flag("load")) {
+    const undici = createRequire(join(root, "packages/providers/package.json")).resolve("undici")
+    proxy = spawn("taskset", ["-c", "0", process.execPath, "-e", poolProxySource, up.url(0), undici], { stdio: ["ignore", "pipe", "inherit"] })
+    const port = await new Promise((resolve) => createInterface({ input: proxy.stdout }).once("line", (l) => resolve(JSON.parse(l).port)))
+    const plain = { url: `http://127.0.0.1:${port}/v1/chat/completions`, headers, pid: proxy.pid, usesPostgres: false }
+    await load(plain, { connections: 100, seconds: 3 })
+    for (const c of opt("conns", "1,10,100").split(",").map(Number)) {
+      const runs = []
+      for (let r = 1; r <= rounds; r++) {
+        const d = await load(direct, { connections: c, seconds })
+        const p = await load(plain, { connections: c, seconds })
+        runs.push({ cpu: p.cpuPerReq, rps: p.rps, over: p.p50 - d.p50 })
+      }
+      console.log(`${c} conns: plain undici proxy ${median(runs.map((x) => x.cpu)).toFixed(3)} ms CPU/req, ${median(runs.map((x) => x.rps)).toFixed(0)} req/s, p50 +${median(runs.map((x) => x.over)).toFixed(3)} ms over direct (medians of ${rounds})`)
+    }
+  } else {
+    proxy = spawn("taskset", ["-c", "0", process.execPath, "-e", proxySource, up.url(0)], { stdio: ["ignore", "pipe", "inherit"] })
+    const port = await new Promise((resolve) => createInterface({ input: proxy.stdout }).once("line", (l) => resolve(JSON.parse(l).port)))
+    const plain = { url: `http://127.0.0.1:${port}/v1/chat/completions`, headers }
+    await ttfbLoop(plain, { seconds: 1 })
+    for (let r = 1; r <= rounds; r++) {
+      const d = await ttfbLoop(direct, { seconds })
+      const p = await ttfbLoop(plain, { seconds })
+      console.log(`round ${r}: direct TTFB p50 ${d.p50.toFixed(3)} ms, plain proxy ${p.p50.toFixed(3)} ms (+${(p.p50 - d.p50).toFixed(3)})`)
+    }
   }
 } finally {
   proxy?.kill()
