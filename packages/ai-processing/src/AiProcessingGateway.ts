@@ -471,22 +471,40 @@ export const make = Effect.gen(function*() {
       }
     )
 
-  // Plain steps rather than a generator: this runs for every request (docs/performance.md).
-  const process = (request: LlmRequest.AIRequest, context: LlmRequest.CallContext): Effect.Effect<LlmRequest.LLMResponse, Errors.GatewayError> =>
+  /**
+   * A request's way through the response cache, the same for a plain answer and a stream: when it
+   * started, its backends, the lookup when caching applies (the span says whether it hit), then
+   * `onHit` with the cached answer or `onMiss` with where a fresh one is to be stored. Plain steps
+   * rather than a generator: this runs for every request (docs/performance.md).
+   */
+  const throughCache = <A, R>(
+    request: LlmRequest.AIRequest,
+    context: LlmRequest.CallContext,
+    onHit: (hit: ResponseCache.CachedResponse, started: number) => Effect.Effect<A, Errors.GatewayError, R>,
+    onMiss: (backends: ReadonlyArray<string>, cached: Option.Option<{ readonly key: string }>, started: number) => Effect.Effect<A, Errors.GatewayError, R>
+  ): Effect.Effect<A, Errors.GatewayError, R> =>
     Effect.clockWith((clock) => {
       const started = clock.unsafeCurrentTimeMillis()
       const backends = backendsFor(request)
       if (!settings.enable_caching || request.use_cache === false) {
-        return Spans.annotateThen(() => ({ "tidyllm.cache_hit": false }), () => fresh(request, context, backends, Option.none(), started))
+        return Spans.annotateThen(() => ({ "tidyllm.cache_hit": false }), () => onMiss(backends, Option.none(), started))
       }
       return Effect.flatMap(lookup(request, backends, context), (cached) => {
         const hit = Option.flatMap(cached, (c) => c.hit)
         return Spans.annotateThen(
           () => ({ "tidyllm.cache_hit": Option.isSome(hit) }),
-          () => Option.isSome(hit) ? hitResponse(request, context, hit.value, started) : fresh(request, context, backends, cached, started)
+          () => (Option.isSome(hit) ? onHit(hit.value, started) : onMiss(backends, cached, started))
         )
       })
-    }).pipe(Spans.span("AiProcessingGateway.process"))
+    })
+
+  const process = (request: LlmRequest.AIRequest, context: LlmRequest.CallContext): Effect.Effect<LlmRequest.LLMResponse, Errors.GatewayError> =>
+    throughCache<LlmRequest.LLMResponse, never>(
+      request,
+      context,
+      (hit, started) => hitResponse(request, context, hit, started),
+      (backends, cached, started) => fresh(request, context, backends, cached, started)
+    ).pipe(Spans.span("AiProcessingGateway.process"))
 
   const embed = Effect.fn("AiProcessingGateway.embed")(function*(request: LlmRequest.EmbeddingRequest, context: LlmRequest.CallContext) {
     // The failover loop reads the model and provider (breakers, the audit of a refusal) off a chat-shaped request.
@@ -616,25 +634,13 @@ export const make = Effect.gen(function*() {
           )
       ))
 
-  // Plain steps rather than a generator, as `process`: a stream's opening is in its time to first byte.
   const openStream = (request: LlmRequest.AIRequest, context: LlmRequest.CallContext): Pulls.Open<StreamEvent, Errors.GatewayError> =>
-    Effect.clockWith((clock) => {
-      const started = clock.unsafeCurrentTimeMillis()
-      const backends = backendsFor(request)
-      if (!settings.enable_caching || request.use_cache === false) {
-        return Spans.annotateThen(() => ({ "tidyllm.cache_hit": false }), () => freshStream(request, context, backends, Option.none(), started))
-      }
-      return Effect.flatMap(lookup(request, backends, context), (cached) => {
-        const hit = Option.flatMap(cached, (c) => c.hit)
-        return Spans.annotateThen(
-          () => ({ "tidyllm.cache_hit": Option.isSome(hit) }),
-          () =>
-            Option.isSome(hit)
-              ? Effect.map(hitResponse(request, context, hit.value, started), replay)
-              : freshStream(request, context, backends, cached, started)
-        )
-      })
-    }).pipe(Pulls.span("AiProcessingGateway.processStream"))
+    throughCache<Pulls.Pull<StreamEvent, Errors.GatewayError>, Scope.Scope>(
+      request,
+      context,
+      (hit, started) => Effect.map(hitResponse(request, context, hit, started), replay),
+      (backends, cached, started) => freshStream(request, context, backends, cached, started)
+    ).pipe(Pulls.span("AiProcessingGateway.processStream"))
 
   const processStream = (request: LlmRequest.AIRequest, context: LlmRequest.CallContext): Stream.Stream<StreamEvent, Errors.GatewayError> =>
     Pulls.toStream(openStream(request, context))
