@@ -79,9 +79,9 @@ export const keepSpan: Effect.Effect<<A, E, R>(self: Effect.Effect<A, E, R>) => 
  * Adds a finalizer to the opening's scope, run as the scope closes, with the fiber refs of the
  * fiber that closes it. `Effect.addFinalizer` (and `Effect.acquireRelease`) would put back the
  * fiber refs of the moment it was added, at the price of two diffs and two patches of all of them
- * (the context included) as it runs: the largest share of a stream's allocations after the run
- * loop's own (docs/performance.md). What a finalizer needs from its opening is captured instead:
- * its span with {@link keepSpan}, its values in its closure.
+ * (the context included) as it runs, for each of a stream's three finalizers (docs/performance.md).
+ * What a finalizer needs from its opening is captured instead: its span with {@link keepSpan},
+ * its values in its closure.
  */
 export const addFinalizer = (finalizer: (exit: Exit.Exit<unknown, unknown>) => Effect.Effect<unknown>): Effect.Effect<void, never, Scope.Scope> =>
   Effect.flatMap(Effect.scope, (scope) => Scope.addFinalizerExit(scope, finalizer))

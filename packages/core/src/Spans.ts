@@ -41,8 +41,8 @@ export const annotateWith = (attributes: () => Readonly<Record<string, unknown>>
   annotateThen(attributes, () => Effect.void)
 
 /**
- * {@link annotateWith}, then `then()`, in one Effect operation: `Effect.zipRight(annotate(…),
- * next)` costs four for what is, while tracing is off, nothing (the gateway's hot path annotates
+ * {@link annotateWith}, then `then()`, in one Effect operation, where `Effect.zipRight(annotate(…),
+ * next)` costs three for what is, while tracing is off, nothing (the gateway's hot path annotates
  * its spans several times per request).
  */
 export const annotateThen = <A, E, R>(attributes: () => Readonly<Record<string, unknown>>, then: () => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
