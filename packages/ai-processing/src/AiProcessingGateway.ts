@@ -438,6 +438,18 @@ export const make = Effect.gen(function*() {
 
   // --- the gateway -------------------------------------------------------------------------------
 
+  /** What the cache keeps of a fresh answer, plain or streamed (tool calls only when there were some). */
+  const cacheEntry = (
+    metadata: LlmRequest.ResponseMetadata,
+    answer: { readonly text: string; readonly usage: ResponseCache.CachedResponse["usage"]; readonly finish_reason: string; readonly tool_calls?: ResponseCache.CachedResponse["tool_calls"] },
+    started: number
+  ): ResponseCache.CachedResponse => ({
+    text: answer.text, usage: answer.usage, finish_reason: answer.finish_reason,
+    provider: metadata.provider, model: metadata.model, model_id: metadata.model_id,
+    mock: metadata.mock, created_at: started,
+    ...(answer.tool_calls === undefined || answer.tool_calls.length === 0 ? {} : { tool_calls: answer.tool_calls })
+  })
+
   /** A fresh answer through the backends (stored in the cache when `cached` says where). */
   const fresh = (
     request: LlmRequest.AIRequest,
@@ -462,12 +474,7 @@ export const make = Effect.gen(function*() {
             }
           } satisfies LlmRequest.LLMResponse))
         if (Option.isNone(cached)) return answer
-        return Effect.zipRight(store(cached.value.key, {
-          text: completion.text, usage: completion.usage, finish_reason: completion.finish_reason,
-          provider: response.metadata.provider, model: response.metadata.model, model_id: response.metadata.model_id,
-          mock: response.metadata.mock, created_at: started,
-          ...(completion.tool_calls === undefined || completion.tool_calls.length === 0 ? {} : { tool_calls: completion.tool_calls })
-        }), answer)
+        return Effect.zipRight(store(cached.value.key, cacheEntry(response.metadata, completion, started)), answer)
       }
     )
 
@@ -581,17 +588,8 @@ export const make = Effect.gen(function*() {
                   })
                 )
                 if (Option.isNone(cached) || response.data === undefined) return done
-                const { text, tools } = seen
-                const tool_calls = CorporateLlmGateway.assembleToolCalls(tools)
-                return Effect.zipRight(
-                  store(cached.value.key, {
-                    text, usage: response.data.usage, finish_reason: response.data.finish_reason,
-                    provider: response.metadata.provider, model: response.metadata.model, model_id: response.metadata.model_id,
-                    mock: response.metadata.mock, created_at: started,
-                    ...(tool_calls.length === 0 ? {} : { tool_calls })
-                  }),
-                  done
-                )
+                const answer = { text: seen.text, usage: response.data.usage, finish_reason: response.data.finish_reason, tool_calls: CorporateLlmGateway.assembleToolCalls(seen.tools) }
+                return Effect.zipRight(store(cached.value.key, cacheEntry(response.metadata, answer, started)), done)
               }
               /** A chunk of gateway #1's events as they go on: the pieces pass as they are, and only `Done` takes an effect. */
               const onward = (chunk: Chunk.Chunk<StreamEvent>): Effect.Effect<Chunk.Chunk<StreamEvent>> => {
