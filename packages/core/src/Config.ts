@@ -260,8 +260,9 @@ export const ServerSettings = Schema.Struct({
   /**
    * How far the server lets V8's old heap grow past what a full collection left live, in percent
    * (`100`: to twice the live size). Left to itself V8 lets it grow to about four times under load,
-   * ~250 MiB of RSS under the bench's load against ~180 MiB at `100` for the same CPU; lower saves
-   * more memory for more collection work (docs/performance.md). `0` leaves V8's own heuristic.
+   * ~250 MiB of RSS under the bench's load against ~180 MiB at `100` for the same CPU, but a few ms
+   * more p99 at 10 connections; lower saves more memory for more collection work
+   * (docs/performance.md). `0` leaves V8's own heuristic.
    */
   heap_growth_percent: dflt(Schema.Int.pipe(Schema.between(0, 1000)), () => 100)
 })
