@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it, layer } from "@effect/vitest"
-import { Effect, HashMap, Layer, List, Logger } from "effect"
+import { Effect, FiberRef, HashMap, HashSet, Layer, List, Logger } from "effect"
 import { vi } from "vitest"
 import { Api } from "../src/Api.js"
 import type { Principal } from "../src/auth/Auth.js"
@@ -134,6 +134,55 @@ describe("log format and level", () => {
         duration_ms: 12.346, upstream_ms: 4, key_id: "k-1", team: "risk", user: "ann", role: "user"
       })
       expect(health?.annotations).toEqual({ method: "GET", route: "/health", path: "/health", status: 200, duration_ms: 1 })
+    }))
+
+  it.effect("the access line is written as Effect's logger would write it, in both formats; with a span it goes through the loggers", () =>
+    Effect.gen(function*() {
+      const route = HttpMetrics.make(Api).match("POST", "/v1/chat/completions")
+      // Values a logfmt line must quote: white space, quotes, `=`.
+      const principal = { role: "user", open: false, caller: { key_id: "k 1", team: "risk \"ops\" = 1", user_id: "ann" } } as unknown as Principal
+      const fields = {
+        method: "POST", route: "/v1/chat/completions", path: "/v1/chat/completions", status: 200, duration_ms: 12.346,
+        upstream_ms: 4, key_id: "k 1", team: "risk \"ops\" = 1", user: "ann", role: "user"
+      }
+      const direct = accessLine("POST", "/v1/chat/completions?x=1", route, 200, 0.0123456, { seconds: 0.004, calls: 1 }, principal)
+      const viaEffect = Effect.logInfo("http request").pipe(Effect.annotateLogs(fields))
+      const logfmt = (l: string) => Object.fromEntries([...l.matchAll(/(\S+?)=("(?:[^"\\]|\\.)*"|\S*)/g)].map((m) => [m[1], m[2]]).filter(([k]) => k !== "timestamp" && k !== "fiber"))
+      for (const format of ["json", "text"] as const) {
+        const printed: Array<string> = []
+        const spy = captureStdout(printed)
+        const layer = Logging.layer({ log_format: format, log_level: "info", access_log: true, service_name: "t", trace_sample_ratio: 1 })
+        // From Effect's own set of loggers, as the server starts.
+        const run = <A>(e: Effect.Effect<A>) => e.pipe(Effect.annotateLogs("request_id", "r 9"), Effect.provide(layer), Effect.locally(FiberRef.currentLoggers, HashSet.make(Logger.defaultLogger, Logger.tracerLogger)))
+        yield* run(direct)
+        yield* run(viaEffect)
+        spy.mockRestore()
+        expect(printed).toHaveLength(2)
+        if (format === "json") {
+          const [a, b] = printed.map((p) => JSON.parse(p) as Record<string, unknown>)
+          expect(Object.keys(a!)).toEqual(Object.keys(b!))
+          expect({ ...a, timestamp: 0, fiberId: 0 }).toEqual({ ...b, timestamp: 0, fiberId: 0 })
+          expect(a?.["annotations"]).toEqual({ request_id: "r 9", ...fields })
+          // Written directly (in the order the fields were made), not through the HashMap of Effect's logger.
+          expect(Object.keys(a?.["annotations"] as object)).toEqual(["request_id", ...Object.keys(fields)])
+        } else {
+          expect(logfmt(printed[0]!)).toEqual(logfmt(printed[1]!))
+          expect(Object.keys(logfmt(printed[0]!))).toEqual(["level", "message", "request_id", ...Object.keys(fields)])
+          expect(logfmt(printed[0]!)["team"]).toBe(JSON.stringify(fields.team))
+        }
+      }
+      // Inside a span the line goes through Effect's loggers, and the tracer's logger adds it to the span.
+      const printed: Array<string> = []
+      const spy = captureStdout(printed)
+      const span = yield* Effect.zipRight(direct, Effect.currentSpan).pipe(
+        Effect.withSpan("request"),
+        Effect.withTracerEnabled(true),
+        Effect.provide(Logging.layer({ log_format: "json", log_level: "info", access_log: true, service_name: "t", trace_sample_ratio: 1 })),
+        Effect.locally(FiberRef.currentLoggers, HashSet.make(Logger.defaultLogger, Logger.tracerLogger))
+      )
+      spy.mockRestore()
+      expect(printed).toHaveLength(1)
+      expect((span as unknown as { events: Array<[string, bigint, Record<string, unknown>]> }).events.map((e) => e[0])).toEqual(["http request"])
     }))
 
   it.effect("in place of the pretty logger NodeRuntime.runMain installs: each line once", () =>

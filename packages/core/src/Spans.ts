@@ -16,8 +16,8 @@ const propagating = (span: Tracer.AnySpan | undefined): Tracer.Span | undefined 
   return s?._tag === "Span" ? s : undefined
 }
 
-/** The span that annotations of `fiber` go to: the nearest one that propagates, if any. */
-const spanOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Tracer.Span | undefined =>
+/** The span that annotations (and log lines) of `fiber` go to: the nearest one that propagates, if any. */
+export const spanOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Tracer.Span | undefined =>
   propagating(Option.getOrUndefined(Context.getOption(fiber.getFiberRef(FiberRef.currentContext), Tracer.ParentSpan)))
 
 /** Sets attributes on the current span (as `Effect.annotateCurrentSpan` does); nothing when there is none. */

@@ -8,8 +8,8 @@ import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import { Cause, Effect, Either, FiberRef, HashMap, LogLevel, Option, Predicate } from "effect"
-import { Errors } from "@tidyllm/core"
+import { Cause, Effect, Either, FiberRef, HashMap, List, LogLevel, Option, Predicate } from "effect"
+import { Errors, Spans } from "@tidyllm/core"
 import * as CorporateLlmMetrics from "@tidyllm/corporate-llm/Metrics"
 import { Api } from "../Api.js"
 import * as Auth from "../auth/Auth.js"
@@ -18,6 +18,7 @@ import * as Policy from "../auth/Policy.js"
 import * as Docs from "./Docs.js"
 import { AppConfig } from "../Layers.js"
 import * as HttpMetrics from "../metrics/HttpMetrics.js"
+import * as Logging from "../observability/Logging.js"
 import { errorResponse, InternalError, NotFound } from "./Errors.js"
 import { currentPrincipal, currentRequestId, type HasHeaders, openPrincipal, requestIdFrom, userHeader } from "./RequestContext.js"
 
@@ -74,7 +75,9 @@ export const checkRole = (principal: Principal, route: HttpMetrics.Route, reques
  * with the fiber's annotations (the request id) and the request's as annotations, to the fiber's
  * loggers, as `Effect.logInfo(…).pipe(Effect.annotateLogs(…))` would write it. Handed to the
  * loggers in one step: through `annotateLogs` and `logInfo` it took ~26 Effect operations, on
- * every request (docs/performance.md).
+ * every request. With the server's own loggers the line is written without Effect's logger
+ * (`Logging.plainWriter`): the annotations in a `HashMap`, read back into an object by the logger,
+ * made ~14 KiB of garbage per request (docs/performance.md).
  */
 export const accessLine = (
   method: string,
@@ -87,30 +90,48 @@ export const accessLine = (
 ): Effect.Effect<void> =>
   Effect.withFiberRuntime((fiber) => {
     if (LogLevel.greaterThan(fiber.getFiberRef(FiberRef.currentMinimumLogLevel), LogLevel.Info)) return Effect.void
-    let annotations: HashMap.HashMap<string, unknown> = fiber.getFiberRef(FiberRef.currentLogAnnotations)
-    const annotate = (key: string, value: unknown) => {
-      annotations = HashMap.set(annotations, key, value)
+    const fields: Record<string, string | number | boolean> = {
+      method,
+      route: route.template,
+      path: url.split("?")[0] ?? "",
+      status,
+      duration_ms: Math.round(seconds * 1e6) / 1e3
     }
-    annotate("method", method)
-    annotate("route", route.template)
-    annotate("path", url.split("?")[0] ?? "")
-    annotate("status", status)
-    annotate("duration_ms", Math.round(seconds * 1e6) / 1e3)
-    if (upstream.calls > 0) annotate("upstream_ms", Math.round(upstream.seconds * 1e6) / 1e3)
+    if (upstream.calls > 0) fields["upstream_ms"] = Math.round(upstream.seconds * 1e6) / 1e3
     const caller = principal?.caller
-    if (caller?.key_id !== undefined) annotate("key_id", caller.key_id)
-    if (caller?.team !== undefined) annotate("team", caller.team)
-    if (caller?.user_id !== undefined) annotate("user", caller.user_id)
-    if (principal !== undefined) annotate("role", principal.role)
+    if (caller?.key_id !== undefined) fields["key_id"] = caller.key_id
+    if (caller?.team !== undefined) fields["team"] = caller.team
+    if (caller?.user_id !== undefined) fields["user"] = caller.user_id
+    if (principal !== undefined) fields["role"] = principal.role
+    const base = fiber.getFiberRef(FiberRef.currentLogAnnotations)
+    const spans = fiber.getFiberRef(FiberRef.currentLogSpan)
+    const date = new Date()
+    // The server's own loggers take the line as it is (Logging.plainWriter); any other set of
+    // loggers gets it as `Effect.logInfo` would hand it over.
+    const plain = List.isNil(spans) ? Logging.plainWriter(fiber.getFiberRef(FiberRef.currentLoggers)) : undefined
+    if (plain !== undefined) {
+      const annotations: Record<string, string | number | boolean> = {}
+      let primitive = true
+      for (const [key, value] of base) {
+        if (typeof value === "string" || typeof value === "number" || typeof value === "boolean") annotations[key] = value
+        else primitive = false
+      }
+      if (primitive) {
+        for (const key in fields) annotations[key] = fields[key]!
+        if (plain({ level: LogLevel.Info, message: "http request", date, fiberId: fiber.id(), annotations }, Spans.spanOf(fiber) !== undefined)) return Effect.void
+      }
+    }
+    let annotations = base
+    for (const key in fields) annotations = HashMap.set(annotations, key, fields[key])
     const line = {
       fiberId: fiber.id(),
       logLevel: LogLevel.Info,
       message: "http request",
       cause: Cause.empty,
       context: fiber.getFiberRefs(),
-      spans: fiber.getFiberRef(FiberRef.currentLogSpan),
+      spans,
       annotations,
-      date: new Date()
+      date
     }
     for (const logger of fiber.getFiberRef(FiberRef.currentLoggers)) logger.log(line)
     return Effect.void

@@ -3,7 +3,7 @@
  * log shippers read) or logfmt lines for people (`text`), from `observability.log_level` up. Every
  * line of a request carries its `request_id` annotation; the access log adds one line per request.
  */
-import { Inspectable, Layer, Logger, LogLevel } from "effect"
+import { FiberId, HashSet, Inspectable, Layer, Logger, LogLevel } from "effect"
 import type { Config } from "@tidyllm/core"
 
 const levels: Readonly<Record<Config.ObservabilitySettings["log_level"], LogLevel.LogLevel>> = {
@@ -44,6 +44,81 @@ const toStdout = <A>(self: Logger.Logger<A, string>): Logger.Logger<A, void> =>
 // One instance of each, as Effect's own `Logger.json` has: the set of loggers holds each once.
 const jsonToStdout = toStdout(jsonLine)
 const logfmtToStdout = toStdout(Logger.logfmtLogger)
+
+/**
+ * A line with plain annotations (strings, numbers, booleans, in order), no spans and no cause: what
+ * {@link directWriter} writes.
+ */
+export interface PlainLine {
+  readonly level: LogLevel.LogLevel
+  readonly message: string
+  readonly date: Date
+  readonly fiberId: FiberId.FiberId
+  readonly annotations: Readonly<Record<string, string | number | boolean>>
+}
+
+/** The line `jsonToStdout` writes for `line`: `Logger.structuredLogger`'s fields, through `JSON.stringify`. */
+const plainJson = (line: PlainLine): string =>
+  JSON.stringify({
+    message: line.message,
+    logLevel: line.level.label,
+    timestamp: line.date.toISOString(),
+    annotations: line.annotations,
+    spans: {},
+    fiberId: FiberId.threadName(line.fiberId)
+  })
+
+// `Logger.logfmtLogger`'s rules: a value with white space, a quote or `=` is quoted as JSON, and
+// those characters in a label become `_`.
+const bare = /^[^\s"=]*$/
+const logfmtValue = (value: string) => (bare.test(value) ? value : JSON.stringify(value))
+
+/** The line `logfmtToStdout` writes for `line`. */
+const plainLogfmt = (line: PlainLine): string => {
+  let out = `timestamp=${line.date.toISOString()} level=${line.level.label} fiber=${FiberId.threadName(line.fiberId)} message=${logfmtValue(line.message)}`
+  for (const key in line.annotations) out += ` ${key.replace(/[\s="]/g, "_")}=${logfmtValue(String(line.annotations[key]))}`
+  return out
+}
+
+const plainWriters = new Map<Logger.Logger<unknown, unknown>, (line: PlainLine) => string>([
+  [jsonToStdout, plainJson],
+  [logfmtToStdout, plainLogfmt]
+])
+
+let lastLoggers: HashSet.HashSet<Logger.Logger<unknown, unknown>> | undefined
+let lastWriter: ((line: PlainLine, traced: boolean) => boolean) | undefined
+
+/**
+ * Writes a plain line as the set of loggers `loggers` would, without Effect's logger: when the set
+ * is one of this module's loggers (with, or without, Effect's `tracerLogger`, which does nothing
+ * while the line has no span to go to). Undefined for any other set; the writer returns false,
+ * having written nothing, when `traced` (the fiber has a span) and the set has the tracer's logger.
+ * Effect's logger takes the annotations as a `HashMap` and reads them back into an object: for the
+ * access log's ten annotations that made ~14 KiB of garbage per request (docs/performance.md).
+ */
+export const plainWriter = (
+  loggers: HashSet.HashSet<Logger.Logger<unknown, unknown>>
+): ((line: PlainLine, traced: boolean) => boolean) | undefined => {
+  if (loggers === lastLoggers) return lastWriter
+  let format: ((line: PlainLine) => string) | undefined
+  let tracer = false
+  let others = 0
+  for (const logger of loggers) {
+    const f = plainWriters.get(logger)
+    if (f !== undefined && format === undefined) format = f
+    else if (logger === Logger.tracerLogger) tracer = true
+    else others++
+  }
+  const write = format
+  const writer = write === undefined || others > 0 ? undefined : (line: PlainLine, traced: boolean) => {
+    if (traced && tracer) return false
+    process.stdout.write(`${write(line)}\n`)
+    return true
+  }
+  lastLoggers = loggers
+  lastWriter = writer
+  return writer
+}
 
 /**
  * The logger and minimum level of the configuration. It takes the place of Effect's default logger
