@@ -6,10 +6,13 @@
 // With --load, the same for the chat completion under load instead: a proxy that does what the
 // gateway's JSON path must do at the least (read the body, parse it, send it upstream over an
 // undici pool as the gateway's provider does, parse the answer, send it back), at each of
-// --conns, with its CPU per request, requests/s and p50 over the upstream's.
+// --conns, with its CPU per request, requests/s and p50 over the upstream's. With --effect, also
+// the same proxy with each request run as an Effect fiber (the body read and the upstream call as
+// `Effect.async` steps that can be interrupted, as the gateway's lane does): what Effect's runtime
+// alone adds to that path.
 //
 //   node bench/floor.mjs [--seconds 3] [--rounds 3]
-//   node bench/floor.mjs --load [--conns 1,10,100] [--seconds 5] [--rounds 3]
+//   node bench/floor.mjs --load [--conns 1,10,100] [--seconds 5] [--rounds 3] [--effect]
 import { spawn } from "node:child_process"
 import { createInterface } from "node:readline"
 import { createRequire } from "node:module"
@@ -54,32 +57,78 @@ http.createServer((req, res) => {
 }).listen(0, "127.0.0.1", function () { console.log(JSON.stringify({ port: this.address().port })) })
 `
 
+// The same, each request an Effect fiber: a body read and an upstream call that interruption
+// cancels (listeners removed, request aborted), as the gateway's lane runs a request.
+const effectProxySource = `
+const http = require("node:http")
+const { Pool } = require(process.argv[2])
+const { Effect, Runtime } = require(process.argv[3])
+const upstream = new URL(process.argv[1])
+const pool = new Pool(upstream.origin, { connections: 128 })
+const runFork = Runtime.runFork(Runtime.defaultRuntime)
+const readBody = (req) => Effect.async((resume) => {
+  const chunks = []
+  const onData = (c) => chunks.push(c)
+  const onEnd = () => resume(Effect.succeed(Buffer.concat(chunks).toString("utf8")))
+  req.on("data", onData)
+  req.on("end", onEnd)
+  return Effect.sync(() => { req.off("data", onData); req.off("end", onEnd) })
+})
+const call = (body) => Effect.async((resume) => {
+  const controller = new AbortController()
+  pool.request({ path: "/v1/chat/completions", method: "POST", headers: { "content-type": "application/json" }, body, signal: controller.signal })
+    .then((r) => r.body.json().then((json) => resume(Effect.succeed({ status: r.statusCode, json }))))
+    .catch((e) => resume(Effect.die(e)))
+  return Effect.sync(() => controller.abort())
+})
+http.createServer((req, res) => {
+  runFork(Effect.flatMap(readBody(req), (text) => Effect.flatMap(call(JSON.stringify(JSON.parse(text))), ({ status, json }) => Effect.sync(() => {
+    const text = JSON.stringify(json)
+    res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) })
+    res.end(text)
+  }))))
+}).listen(0, "127.0.0.1", function () { console.log(JSON.stringify({ port: this.address().port })) })
+`
+
 pinSelf(1)
 const seconds = Number(opt("seconds", flag("load") ? 5 : 3))
 const rounds = Number(opt("rounds", 3))
 const work = newWorkDir()
-let proxy
+const proxies = []
 try {
   const up = await startUpstream({ latencies: [0], cpu: 1, logDir: work })
   const headers = { "content-type": "application/json" }
   const direct = { url: `${up.url(0)}/v1/chat/completions`, headers, pid: up.pid, usesPostgres: false }
   if (flag("load")) {
-    const undici = createRequire(join(root, "packages/providers/package.json")).resolve("undici")
-    proxy = spawn("taskset", ["-c", "0", process.execPath, "-e", poolProxySource, up.url(0), undici], { stdio: ["ignore", "pipe", "inherit"] })
-    const port = await new Promise((resolve) => createInterface({ input: proxy.stdout }).once("line", (l) => resolve(JSON.parse(l).port)))
-    const plain = { url: `http://127.0.0.1:${port}/v1/chat/completions`, headers, pid: proxy.pid, usesPostgres: false }
-    await load(plain, { connections: 100, seconds: 3 })
+    const require = createRequire(join(root, "packages/providers/package.json"))
+    const undici = require.resolve("undici")
+    const effect = require.resolve("effect")
+    const start = async (source, ...args) => {
+      const child = spawn("taskset", ["-c", "0", process.execPath, "-e", source, up.url(0), ...args], { stdio: ["ignore", "pipe", "inherit"] })
+      proxies.push(child)
+      const port = await new Promise((resolve) => createInterface({ input: child.stdout }).once("line", (l) => resolve(JSON.parse(l).port)))
+      return { url: `http://127.0.0.1:${port}/v1/chat/completions`, headers, pid: child.pid, usesPostgres: false }
+    }
+    const targets = [["plain undici proxy", await start(poolProxySource, undici)]]
+    if (flag("effect")) targets.push(["the same as Effect fibers", await start(effectProxySource, undici, effect)])
+    for (const [, t] of targets) await load(t, { connections: 100, seconds: 3 })
     for (const c of opt("conns", "1,10,100").split(",").map(Number)) {
-      const runs = []
+      const runs = targets.map(() => [])
       for (let r = 1; r <= rounds; r++) {
         const d = await load(direct, { connections: c, seconds })
-        const p = await load(plain, { connections: c, seconds })
-        runs.push({ cpu: p.cpuPerReq, rps: p.rps, over: p.p50 - d.p50 })
+        for (const [i, [, t]] of targets.entries()) {
+          const p = await load(t, { connections: c, seconds })
+          runs[i].push({ cpu: p.cpuPerReq, rps: p.rps, over: p.p50 - d.p50 })
+        }
       }
-      console.log(`${c} conns: plain undici proxy ${median(runs.map((x) => x.cpu)).toFixed(3)} ms CPU/req, ${median(runs.map((x) => x.rps)).toFixed(0)} req/s, p50 +${median(runs.map((x) => x.over)).toFixed(3)} ms over direct (medians of ${rounds})`)
+      for (const [i, [name]] of targets.entries()) {
+        const xs = runs[i]
+        console.log(`${c} conns: ${name} ${median(xs.map((x) => x.cpu)).toFixed(3)} ms CPU/req, ${median(xs.map((x) => x.rps)).toFixed(0)} req/s, p50 +${median(xs.map((x) => x.over)).toFixed(3)} ms over direct (medians of ${rounds})`)
+      }
     }
   } else {
-    proxy = spawn("taskset", ["-c", "0", process.execPath, "-e", proxySource, up.url(0)], { stdio: ["ignore", "pipe", "inherit"] })
+    const proxy = spawn("taskset", ["-c", "0", process.execPath, "-e", proxySource, up.url(0)], { stdio: ["ignore", "pipe", "inherit"] })
+    proxies.push(proxy)
     const port = await new Promise((resolve) => createInterface({ input: proxy.stdout }).once("line", (l) => resolve(JSON.parse(l).port)))
     const plain = { url: `http://127.0.0.1:${port}/v1/chat/completions`, headers }
     await ttfbLoop(plain, { seconds: 1 })
@@ -90,7 +139,7 @@ try {
     }
   }
 } finally {
-  proxy?.kill()
+  for (const p of proxies) p.kill()
   await stopAll()
   removeDir(work)
 }
