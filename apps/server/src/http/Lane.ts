@@ -145,8 +145,11 @@ export const make = Effect.gen(function*() {
     )
 
     // The request's fiber refs are set as its fiber is made, in one copy of its refs (each
-    // `FiberRef.set` would copy them all, in an Effect operation of its own).
+    // `FiberRef.set` would copy them all, in an Effect operation of its own). The fiber starts
+    // once Node has parsed the rest of what came with the head (not at once, in the middle of
+    // the parse): a body that came with it is then read whole, without waiting for its events.
     const fiber = runFork(program, {
+      immediate: false,
       updateRefs: (refs, id) =>
         FiberRefs.updateManyAs(refs, {
           entries: [
