@@ -36,7 +36,7 @@ import {
 } from "./internal/errors.js"
 import { endpoint, headerOf, postJson, postStreaming } from "./internal/jsonPost.js"
 import { retryAfterField, retryAfterMs } from "./internal/retryAfter.js"
-import { abandoned, timedPromise, TimedOut, within } from "./internal/timed.js"
+import { abandoned, EmitterSignal, timedPromise, TimedOut, within } from "./internal/timed.js"
 import { eventReader } from "./internal/sse.js"
 import { clientSpan } from "./internal/spans.js"
 
@@ -489,7 +489,8 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
               (signal) => postJson(target, "/chat/completions", headers, JSON.stringify(params.right), signal),
               ms,
               () => LlmProvider.timedOut(name, call.model.id, ms ?? 0),
-              (error) => toProviderError(error, context)
+              (error) => toProviderError(error, context),
+              () => new EmitterSignal()
             ),
             (answer) => answerOf(answer, context)
           )

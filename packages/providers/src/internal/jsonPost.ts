@@ -8,6 +8,7 @@
  */
 import { Pool } from "undici"
 import type { Dispatcher } from "undici"
+import type { EmitterSignal } from "./timed.js"
 
 /** The answer: its status and its body as text. */
 export interface JsonAnswer {
@@ -48,7 +49,7 @@ export const postStreaming = async (
   path: string,
   headers: Readonly<Record<string, string>>,
   body: string,
-  signal: AbortSignal
+  signal: AbortSignal | EmitterSignal
 ): Promise<Dispatcher.ResponseData> => {
   if (target.refusal !== undefined) throw new TypeError(target.refusal)
   return target.pool.request({ method: "POST", path: target.prefix + path, headers, body, signal })
@@ -66,7 +67,7 @@ export const postJson = async (
   path: string,
   headers: Readonly<Record<string, string>>,
   body: string,
-  signal: AbortSignal
+  signal: AbortSignal | EmitterSignal
 ): Promise<JsonAnswer> => {
   const response = await postStreaming(target, path, headers, body, signal)
   return { status: response.statusCode, text: await response.body.text(), header: headerOf(response.headers) }

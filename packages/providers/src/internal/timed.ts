@@ -4,8 +4,40 @@
  * Gateway #1 would otherwise time the call with a child fiber of its own (`Deadline.timeoutFail`),
  * whose fork and join of fiber refs cost more than the rest of the call's bookkeeping.
  */
+import { EventEmitter } from "node:events"
 import { Pulls } from "@tidyllm/core"
 import { Chunk, Effect, Either } from "effect"
+
+/**
+ * What a call is aborted through: `AbortController`'s signal, or an {@link EmitterSignal} where the
+ * client takes one (undici does).
+ */
+export interface Abortable<S> {
+  readonly signal: S
+  abort(reason: unknown): void
+}
+
+/**
+ * An abort signal as an `EventEmitter`, which undici takes in place of an `AbortSignal` (it emits
+ * `abort`, and has `aborted` and `reason`): an `AbortController` and its listener cost ~4 µs per
+ * call on this machine, this ~0.1 (docs/performance.md).
+ */
+export class EmitterSignal extends EventEmitter implements Abortable<EmitterSignal> {
+  aborted = false
+  reason: unknown = undefined
+  get signal(): EmitterSignal {
+    return this
+  }
+  abort(reason: unknown): void {
+    if (this.aborted) return
+    this.aborted = true
+    this.reason = reason
+    this.emit("abort")
+  }
+}
+
+/** An `AbortController` (whose `abort` takes a reason) for clients that need an `AbortSignal`. */
+export const abortController = (): Abortable<AbortSignal> => new AbortController()
 
 /**
  * The reason an exchange is aborted with when its fiber or its stream's scope no longer wants it:
@@ -16,14 +48,33 @@ export const abandoned = new Error("the exchange was abandoned: its caller was i
 /** Why an exchange is aborted on its timeout (the caller fails with its own time-out error). */
 const expired = new Error("the exchange timed out")
 
-export const timedPromise = <A, E>(
+/**
+ * `run(signal)` as an Effect (see above): `signal` comes from `abortable()`, an `AbortController`
+ * unless given (an {@link EmitterSignal} for undici).
+ */
+export function timedPromise<A, E>(
   run: (signal: AbortSignal) => Promise<A>,
   ms: number | undefined,
   onTimeout: () => E,
   onError: (error: unknown) => E
-): Effect.Effect<A, E> =>
-  Effect.async<A, E>((resume) => {
-    const controller = new AbortController()
+): Effect.Effect<A, E>
+export function timedPromise<A, E, S>(
+  run: (signal: S) => Promise<A>,
+  ms: number | undefined,
+  onTimeout: () => E,
+  onError: (error: unknown) => E,
+  abortable: () => Abortable<S>
+): Effect.Effect<A, E>
+export function timedPromise<A, E, S>(
+  run: (signal: S) => Promise<A>,
+  ms: number | undefined,
+  onTimeout: () => E,
+  onError: (error: unknown) => E,
+  // Without one, S is AbortSignal (the first overload).
+  abortable: () => Abortable<S> = abortController as unknown as () => Abortable<S>
+): Effect.Effect<A, E> {
+  return Effect.async<A, E>((resume) => {
+    const controller = abortable()
     let timer: ReturnType<typeof setTimeout> | undefined
     let settled = false
     const settle = (result: Effect.Effect<A, E>) => {
@@ -49,6 +100,7 @@ export const timedPromise = <A, E>(
       controller.abort(abandoned)
     })
   })
+}
 
 /** What a wait that outlasted the call's timeout rejects with (see {@link within}). */
 export class TimedOut extends Error {}
