@@ -88,6 +88,14 @@ layer(ServerLive, { excludeTestServices: true })("access log", (it) => {
     }))
 })
 
+/** Runs `self` with Effect's own set of loggers, the one the server starts with (a test's fiber may hold others). */
+const withEffectLoggers = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.locally(
+    self,
+    FiberRef.currentLoggers as FiberRef.FiberRef<HashSet.HashSet<Logger.Logger<unknown, unknown>>>,
+    HashSet.make<Array<Logger.Logger<unknown, unknown>>>(Logger.defaultLogger, Logger.tracerLogger)
+  )
+
 /** Collects the lines written to stdout (where the server's loggers write) until restored. */
 const captureStdout = (printed: Array<string>) =>
   vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
@@ -147,13 +155,17 @@ describe("log format and level", () => {
       }
       const direct = accessLine("POST", "/v1/chat/completions?x=1", route, 200, 0.0123456, { seconds: 0.004, calls: 1 }, principal)
       const viaEffect = Effect.logInfo("http request").pipe(Effect.annotateLogs(fields))
-      const logfmt = (l: string) => Object.fromEntries([...l.matchAll(/(\S+?)=("(?:[^"\\]|\\.)*"|\S*)/g)].map((m) => [m[1], m[2]]).filter(([k]) => k !== "timestamp" && k !== "fiber"))
+      const logfmt = (l: string): Record<string, string> => {
+        const out: Record<string, string> = {}
+        for (const [, key = "", value = ""] of l.matchAll(/(\S+?)=("(?:[^"\\]|\\.)*"|\S*)/g)) if (key !== "timestamp" && key !== "fiber") out[key] = value
+        return out
+      }
       for (const format of ["json", "text"] as const) {
         const printed: Array<string> = []
         const spy = captureStdout(printed)
         const layer = Logging.layer({ log_format: format, log_level: "info", access_log: true, service_name: "t", trace_sample_ratio: 1 })
         // From Effect's own set of loggers, as the server starts.
-        const run = <A>(e: Effect.Effect<A>) => e.pipe(Effect.annotateLogs("request_id", "r 9"), Effect.provide(layer), Effect.locally(FiberRef.currentLoggers, HashSet.make(Logger.defaultLogger, Logger.tracerLogger)))
+        const run = <A>(e: Effect.Effect<A>) => e.pipe(Effect.annotateLogs("request_id", "r 9"), Effect.provide(layer), withEffectLoggers)
         yield* run(direct)
         yield* run(viaEffect)
         spy.mockRestore()
@@ -178,7 +190,7 @@ describe("log format and level", () => {
         Effect.withSpan("request"),
         Effect.withTracerEnabled(true),
         Effect.provide(Logging.layer({ log_format: "json", log_level: "info", access_log: true, service_name: "t", trace_sample_ratio: 1 })),
-        Effect.locally(FiberRef.currentLoggers, HashSet.make(Logger.defaultLogger, Logger.tracerLogger))
+        withEffectLoggers
       )
       spy.mockRestore()
       expect(printed).toHaveLength(1)
