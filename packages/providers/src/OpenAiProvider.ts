@@ -602,7 +602,8 @@ export const make = (options: Options): Effect.Effect<LlmProvider.LlmProvider, n
         // body, which closes the connection, so an interrupted consumer stops the generation. A body
         // read to its end needs no abort; one that is not is aborted with a reason made once
         // (`abandoned`: a bare `abort()` builds a `DOMException` and its stack, ~1 % of a stream's CPU).
-        const controller = new AbortController()
+        // An `EmitterSignal`, which undici takes for an `AbortSignal` at a fortieth of its cost.
+        const controller = new EmitterSignal()
         let ended = false
         const aborted = Pulls.addFinalizer(() => Effect.sync(() => ended || controller.abort(abandoned)))
         const started = Effect.tryPromise({
