@@ -21,7 +21,15 @@ dc.subscribe("http.server.request.start", ({ request, response }) => {
   if (request.method !== "POST") return
   const t = { req: performance.now() }
   current = t
-  request.once("end", () => { t.body = performance.now() })
+  request.once("end", () => { t.body ??= performance.now() })
+  // A body taken whole from Node's buffer (read() while nobody reads it in flowing mode) is read
+  // then; its `end` comes only later.
+  const { read } = request
+  request.read = function (...args) {
+    const bytes = read.apply(this, args)
+    if (bytes !== null && this.readableFlowing === null) t.body ??= performance.now()
+    return bytes
+  }
   const first = () => {
     if (t.first !== undefined) return
     t.first = performance.now()
