@@ -276,10 +276,6 @@ export const make = (options: Options = {}): Effect.Effect<AuditLog.Service, nev
       return attempt(FIRST_RETRY_MS)
     }
 
-    const succeedAll = (batch: ReadonlyArray<Pending>) =>
-      Effect.sync(() => {
-        for (const p of batch) p.done?.(Effect.void)
-      })
     const failAll = (batch: ReadonlyArray<Pending>, error: Errors.StoreUnavailable) =>
       Effect.sync(() => {
         const failed = Effect.fail(error)
@@ -295,11 +291,15 @@ export const make = (options: Options = {}): Effect.Effect<AuditLog.Service, nev
           : () => deadline
         const result = yield* Effect.either(insertUntil(batch.map((p) => p.row), giveUpAt))
         if (result._tag === "Right") {
-          yield* Metric.increment(batchesCommitted)
-          yield* Metric.incrementBy(rowsCommitted, batch.length)
-          yield* Metric.update(batchSize, batch.length)
-          yield* Metric.update(commitLag, Math.max(0, clock.unsafeCurrentTimeMillis() - (deadline - maxWaitMs)) / 1000)
-          return yield* succeedAll(batch)
+          // The batch's metrics in one step (four `Metric` effects were ~20 Effect operations a batch,
+          // which at one connection is a batch a request; the writer fiber has no metric labels).
+          return yield* Effect.sync(() => {
+            batchesCommitted.unsafeUpdate(1, [])
+            rowsCommitted.unsafeUpdate(batch.length, [])
+            batchSize.unsafeUpdate(batch.length, [])
+            commitLag.unsafeUpdate(Math.max(0, clock.unsafeCurrentTimeMillis() - (deadline - maxWaitMs)) / 1000, [])
+            for (const p of batch) p.done?.(Effect.void)
+          })
         }
         const error = result.left
         if (isDataError(error) && batch.length > 1) {
