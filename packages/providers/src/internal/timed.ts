@@ -52,25 +52,12 @@ const expired = new Error("the exchange timed out")
  * `run(signal)` as an Effect (see above): `signal` comes from `abortable()`, an `AbortController`
  * unless given (an {@link EmitterSignal} for undici).
  */
-export function timedPromise<A, E>(
-  run: (signal: AbortSignal) => Promise<A>,
-  ms: number | undefined,
-  onTimeout: () => E,
-  onError: (error: unknown) => E
-): Effect.Effect<A, E>
-export function timedPromise<A, E, S>(
+export function timedPromise<A, E, S = AbortSignal>(
   run: (signal: S) => Promise<A>,
   ms: number | undefined,
   onTimeout: () => E,
   onError: (error: unknown) => E,
-  abortable: () => Abortable<S>
-): Effect.Effect<A, E>
-export function timedPromise<A, E, S>(
-  run: (signal: S) => Promise<A>,
-  ms: number | undefined,
-  onTimeout: () => E,
-  onError: (error: unknown) => E,
-  // Without one, S is AbortSignal (the first overload).
+  // Without one, S is AbortSignal: an `AbortController` it is.
   abortable: () => Abortable<S> = abortController as unknown as () => Abortable<S>
 ): Effect.Effect<A, E> {
   return Effect.async<A, E>((resume) => {
