@@ -74,12 +74,14 @@ const readBody = (req) => Effect.async((resume) => {
   req.on("end", onEnd)
   return Effect.sync(() => { req.off("data", onData); req.off("end", onEnd) })
 })
+// Aborted through an EventEmitter, which undici takes for a signal, as the gateway's provider does.
+const { EventEmitter } = require("node:events")
 const call = (body) => Effect.async((resume) => {
-  const controller = new AbortController()
-  pool.request({ path: "/v1/chat/completions", method: "POST", headers: { "content-type": "application/json" }, body, signal: controller.signal })
+  const signal = new EventEmitter()
+  pool.request({ path: "/v1/chat/completions", method: "POST", headers: { "content-type": "application/json" }, body, signal })
     .then((r) => r.body.json().then((json) => resume(Effect.succeed({ status: r.statusCode, json }))))
     .catch((e) => resume(Effect.die(e)))
-  return Effect.sync(() => controller.abort())
+  return Effect.sync(() => signal.emit("abort"))
 })
 http.createServer((req, res) => {
   runFork(Effect.flatMap(readBody(req), (text) => Effect.flatMap(call(JSON.stringify(JSON.parse(text))), ({ status, json }) => Effect.sync(() => {
