@@ -48,11 +48,12 @@ const noBytes = new Uint8Array(0)
  * A body that came whole with the head (Node holds all of it: the message is `complete`, or its
  * buffer holds the `content-length` it declared), and that nobody reads yet, is taken from the
  * stream's buffer at once: no wait for its events, which for most requests would only be Node's
- * `end` (~12 Effect operations and a resumption of the fiber).
+ * `end` (~12 Effect operations and a resumption of the fiber). `declared` is its `content-length`
+ * (NaN without one).
  */
-const readBytes = (source: IncomingMessage, limit: number): Effect.Effect<Uint8Array, RequestTooLarge | Errors.InvalidRequest> =>
+const readBytes = (source: IncomingMessage, limit: number, declared: number): Effect.Effect<Uint8Array, RequestTooLarge | Errors.InvalidRequest> =>
   Effect.suspend(() => {
-    if (source.readableFlowing !== null || source.readableEnded || !(source.complete || source.readableLength === declaredLength(source))) {
+    if (source.readableFlowing !== null || source.readableEnded || !(source.complete || source.readableLength === declared)) {
       return readArriving(source, limit)
     }
     if (source.readableLength > limit) {
@@ -62,9 +63,6 @@ const readBytes = (source: IncomingMessage, limit: number): Effect.Effect<Uint8A
     const bytes = source.read() as Buffer | null
     return Effect.succeed(bytes ?? noBytes)
   })
-
-/** The body's length as its `content-length` gives it (NaN without one). */
-const declaredLength = (source: IncomingMessage) => Number(source.headers["content-length"] ?? Number.NaN)
 
 /** {@link readBytes} of a body still arriving, from the stream's events. */
 const readArriving = (source: IncomingMessage, limit: number): Effect.Effect<Uint8Array, RequestTooLarge | Errors.InvalidRequest> =>
@@ -273,7 +271,7 @@ export const readJsonFrom = (request: IncomingMessage, limit: number): Effect.Ef
   const declared = Number(request.headers["content-length"])
   if (Number.isFinite(declared) && declared > limit) return Effect.fail(tooLarge(limit))
   return checkHeaders(request).pipe(
-    Effect.zipRight(readBytes(request, limit)),
+    Effect.zipRight(readBytes(request, limit, declared)),
     Effect.flatMap(decodeUtf8),
     Effect.flatMap((text) => {
       if (text.trim() === "") return Effect.fail(new Errors.InvalidRequest({ message: "the request body is empty: send a JSON object" }))

@@ -47,7 +47,7 @@ const logfmtToStdout = toStdout(Logger.logfmtLogger)
 
 /**
  * A line with plain annotations (strings, numbers, booleans, in order), no spans and no cause: what
- * {@link directWriter} writes.
+ * {@link plainWriter} writes.
  */
 export interface PlainLine {
   readonly level: LogLevel.LogLevel
@@ -94,7 +94,7 @@ let lastWriter: ((line: PlainLine, traced: boolean) => boolean) | undefined
  * while the line has no span to go to). Undefined for any other set; the writer returns false,
  * having written nothing, when `traced` (the fiber has a span) and the set has the tracer's logger.
  * Effect's logger takes the annotations as a `HashMap` and reads them back into an object: for the
- * access log's ten annotations that made ~14 KiB of garbage per request (docs/performance.md).
+ * access log's ten annotations that made ~10 KiB of garbage per request (docs/performance.md).
  */
 export const plainWriter = (
   loggers: HashSet.HashSet<Logger.Logger<unknown, unknown>>

@@ -37,7 +37,7 @@ export class EmitterSignal extends EventEmitter implements Abortable<EmitterSign
 }
 
 /** An `AbortController` (whose `abort` takes a reason) for clients that need an `AbortSignal`. */
-export const abortController = (): Abortable<AbortSignal> => new AbortController()
+const abortController = (): Abortable<AbortSignal> => new AbortController()
 
 /**
  * The reason an exchange is aborted with when its fiber or its stream's scope no longer wants it:
